@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lab.config import RunConfig
-from lab.energy import energy_bound, energy_matrix, pairwise_energy
+from lab.energy import energy_bound, energy_matrix, pairwise_energy, safe_sqrt
 from lab.mining import all_pairs, all_triplets, mine
 
 Energy = Any  # a torch.Tensor, a numpy array or a float: the partial terms accept all three
@@ -211,8 +211,11 @@ def arcface_loss(embeddings: torch.Tensor, labels: torch.Tensor, *, weight: torc
     """
     cosine = _cosines(embeddings, weight)
     cos_target = cosine.gather(1, labels[:, None]).squeeze(1)
-    theta = torch.acos(cos_target.clamp(-1.0 + 1e-7, 1.0 - 1e-7))
-    with_margin = torch.where(theta <= math.pi - margin, torch.cos(theta + margin),
+    cos_target = cos_target.clamp(-1.0, 1.0)
+    sin_target = safe_sqrt(1.0 - cos_target**2)  # sin θ_y >= 0 for θ_y in [0, π]
+    cos_theta_plus_m = cos_target * math.cos(margin) - sin_target * math.sin(margin)
+    # θ_y <= π − m  <=>  cos θ_y >= cos(π − m) = −cos m
+    with_margin = torch.where(cos_target >= -math.cos(margin), cos_theta_plus_m,
                               cos_target - margin * math.sin(margin))
     logits = scale * cosine.scatter(1, labels[:, None], with_margin[:, None])
     return _classifier_output(logits, embeddings, labels, energy)
