@@ -13,6 +13,7 @@ Haar cascade (Viola & Jones 2001), which always ships with `opencv-python-headle
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import io
 import math
@@ -182,7 +183,9 @@ def load_photo(data: bytes) -> Image.Image:
             "Shrink it and try again."
         ) from None
     except (OSError, SyntaxError, ValueError) as err:
-        raise PhotoError(f"This file looks like an image but its header is broken ({err}).") from None
+        raise PhotoError(
+            f"This file looks like an image but its header is broken ({err})."
+        ) from None
 
     width, height = image.size
     if width < 1 or height < 1:
@@ -193,7 +196,8 @@ def load_photo(data: bytes) -> Image.Image:
     if fmt in ("JPEG", "MPO") and max(width, height) > 2 * DETECT_SIDE:
         # Decode a 12-megapixel phone photo at 1/2 scale (or less): faster, same faces.
         keep = 1.5 * DETECT_SIDE / max(width, height)
-        image.draft("RGB" if image.mode != "L" else "L", (round(width * keep), round(height * keep)))
+        wanted = (round(width * keep), round(height * keep))
+        image.draft("RGB" if image.mode != "L" else "L", wanted)
     try:
         image.load()
     except Image.DecompressionBombError:  # pragma: no cover - caught by the check above
@@ -203,10 +207,8 @@ def load_photo(data: bytes) -> Image.Image:
             f"This {fmt or 'image'} file is broken or cut off (the upload may not have finished): "
             f"{err}. Try saving or sending it again."
         ) from None
-    try:
+    with contextlib.suppress(Exception):  # a broken EXIF block must not cost the photo
         image = ImageOps.exif_transpose(image) or image
-    except Exception:  # noqa: BLE001 - a broken EXIF block must not cost the photo
-        pass
     image = _to_8bit(image)
     image.info["format"] = fmt
     return image
@@ -332,7 +334,8 @@ def _detect_at(gray: np.ndarray, scale: float, detector: str) -> list[FaceBox]:
         rects, scores, _ = _hog_detector().run(work, 0, 0.0)
         for rect, score in zip(rects, scores, strict=True):
             left, top = max(rect.left(), 0), max(rect.top(), 0)
-            right, bottom = min(rect.right(), work.shape[1] - 1), min(rect.bottom(), work.shape[0] - 1)
+            right = min(rect.right(), work.shape[1] - 1)
+            bottom = min(rect.bottom(), work.shape[0] - 1)
             if right <= left or bottom <= top:
                 continue
             boxes.append(FaceBox(
@@ -378,7 +381,7 @@ def detect_faces(image: Image.Image, detector: str = "auto") -> Faces:
     if detector not in DETECTORS:
         raise ValueError(f"unknown detector {detector!r}; choose from {', '.join(DETECTORS)}")
     if detector == "dlib-hog" and _dlib() is None:
-        raise ValueError("dlib is not installed: use detector='opencv-haar' or pip install dlib-bin")
+        raise ValueError("dlib is not installed: use 'opencv-haar' or pip install dlib-bin")
     gray = _gray_array(image)
     long_side = max(gray.shape)
     scale = min(DETECT_SIDE / long_side, MAX_UPSCALE)
@@ -400,7 +403,8 @@ def choose_face(faces: list[FaceBox], index: int = 0, *, photo: str = "the photo
         )
     if not 0 <= index < len(faces):
         raise PhotoError(
-            f"{photo.capitalize()} has {len(faces)} face(s); face number {index + 1} does not exist."
+            f"{photo[0].upper() + photo[1:]} has {len(faces)} face(s); "
+            f"face number {index + 1} does not exist."
         )
     box = faces[index]
     if box.tiny:
@@ -426,9 +430,13 @@ def _eye_angle(landmarks: tuple[tuple[float, float], ...]) -> float | None:
 
 
 def crop_face(
-    image: Image.Image, box: FaceBox, margin: float = 0.25, align: bool = True
+    image: Image.Image, box: FaceBox, margin: float = 0.25, align: bool = True,
+    aspect: float = 1.0,
 ) -> Image.Image:
     """A square crop around the face, `margin` of the face size added on each side.
+
+    `aspect` (height / width) other than 1 gives a taller or wider crop of the same width, for
+    runs trained on non-square images (AT&T at its native 112x92).
 
     With landmarks and `align`, the photo is rotated about the face centre so the eyes are
     level first (what dlib and FaceNet do before embedding: the network then need not learn
@@ -436,44 +444,53 @@ def crop_face(
     """
     import cv2
 
+    if not 0.1 <= aspect <= 10:
+        raise ValueError(f"aspect must be between 0.1 and 10, got {aspect}")
     side = max(box.w, box.h) * (1.0 + 2.0 * margin)
     centre_x, centre_y = box.x + box.w / 2.0, box.y + box.h / 2.0
     angle = _eye_angle(box.landmarks) if align else None
-    out = max(1, round(side))
-    if out > 512:  # the crop is for display and a <=128 px network input: cap its size
-        out = 512
+    out = min(max(1, round(side)), 512)  # for display and a <=128 px input: cap its size
     zoom = out / side
+    out_h = max(1, round(out * aspect))
     # Affine map: rotate by `angle` about the face centre, scale, move the centre to the middle.
     matrix = cv2.getRotationMatrix2D((centre_x, centre_y), angle or 0.0, zoom)
     matrix[0, 2] += out / 2.0 - centre_x
-    matrix[1, 2] += out / 2.0 - centre_y
+    matrix[1, 2] += out_h / 2.0 - centre_y
     pixels = np.asarray(image)
     interp = cv2.INTER_AREA if zoom < 1 else cv2.INTER_LINEAR
-    cropped = cv2.warpAffine(pixels, matrix, (out, out), flags=interp,
+    cropped = cv2.warpAffine(pixels, matrix, (out, out_h), flags=interp,
                              borderMode=cv2.BORDER_REPLICATE)
     return Image.fromarray(cropped, mode=image.mode)
 
 
-def whole_image_crop(image: Image.Image) -> Image.Image:
-    """The largest centred square: the fallback when no face is found (or the user asks)."""
-    side = min(image.size)
-    left = (image.width - side) // 2
-    top = (image.height - side) // 2
-    return image.crop((left, top, left + side, top + side))
+def whole_image_crop(image: Image.Image, aspect: float = 1.0) -> Image.Image:
+    """The largest centred square (or `aspect` = height / width rectangle): the fallback when
+    no face is found, or when the photo is already a face crop (AT&T, Olivetti)."""
+    if not 0.1 <= aspect <= 10:
+        raise ValueError(f"aspect must be between 0.1 and 10, got {aspect}")
+    width = min(image.width, image.height / aspect)
+    height = width * aspect
+    left = round((image.width - width) / 2)
+    top = round((image.height - height) / 2)
+    return image.crop((left, top, left + max(1, round(width)), top + max(1, round(height))))
 
 
-def to_model_input(crop: Image.Image, channels: int, image_size: int) -> torch.Tensor:
+def to_model_input(crop: Image.Image, channels: int,
+                   image_size: int | tuple[int, int]) -> torch.Tensor:
     """[1, C, H, W] float32 in [0, 1], as the run's FaceSet images were.
+
+    image_size: the side of the square input, or (height, width) for non-square runs.
 
     Grayscale runs (AT&T, Olivetti) get the luminance of a colour photo; colour runs get a
     grayscale photo copied into all three channels, so either photo works with either run.
     """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}")
-    if not 1 <= int(image_size) <= 1024:
+    height, width = (image_size, image_size) if np.isscalar(image_size) else image_size
+    if not (1 <= int(height) <= 1024 and 1 <= int(width) <= 1024):
         raise ValueError(f"image_size must be between 1 and 1024, got {image_size}")
     mode = "L" if channels == 1 else "RGB"
-    resized = crop.convert(mode).resize((image_size, image_size), Image.Resampling.BILINEAR,
+    resized = crop.convert(mode).resize((int(width), int(height)), Image.Resampling.BILINEAR,
                                         reducing_gap=3.0)
     array = np.asarray(resized, dtype=np.float32) / 255.0
     if array.ndim == 2:
