@@ -1,0 +1,251 @@
+"""Datasets: every source the lab offers, turned into one FaceSet shape.
+
+``load_dataset(name, ...)`` is the one entry point; ``list_datasets()`` says which are usable
+right now (offline, cached, needs a download, or unavailable, with the reason), so the app and
+``python -m lab data list`` can show it before anyone presses Train.
+
+Caches live under ``<repo>/data/cache`` (``METRIC_LAB_DATA`` moves the whole data root).
+Downloads are allowed unless ``METRIC_LAB_OFFLINE=1`` or ``download=False``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lab.data.errors import DatasetError
+from lab.data.faceset import DataSource, FaceSet, LoadReport
+
+__all__ = [
+    "DatasetError", "DatasetInfo", "DataSource", "FaceSet", "LoadReport", "att_dir", "cache_dir",
+    "data_root", "dataset_status", "downloads_allowed", "list_datasets", "load_dataset",
+    "load_for_config",
+]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+AVAILABILITY = ("offline", "cached", "needs download", "unavailable")
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What the app shows about a dataset before loading it."""
+
+    name: str
+    title: str
+    description: str
+    size: str  # e.g. "40 people x 10 images, 112x92 grey"
+    availability: str  # one of AVAILABILITY
+    reason: str  # why, in words (where it is cached, what to do when unavailable)
+    source: DataSource
+
+
+def data_root() -> Path:
+    """``<repo>/data``, or ``$METRIC_LAB_DATA`` when set."""
+    env = os.environ.get("METRIC_LAB_DATA")
+    return Path(env).expanduser() if env else REPO_ROOT / "data"
+
+
+def cache_dir(kind: str) -> Path:
+    """Where downloads of one kind ("sklearn", "torchvision") are cached."""
+    return data_root() / "cache" / kind
+
+
+def downloads_allowed() -> bool:
+    """False when ``METRIC_LAB_OFFLINE`` is set to anything but 0/false/empty."""
+    return os.environ.get("METRIC_LAB_OFFLINE", "").strip().lower() in ("", "0", "false", "no")
+
+
+def att_candidates() -> list[Path]:
+    """Where an AT&T/ORL folder is looked for, in order."""
+    found = []
+    env = os.environ.get("METRIC_LAB_ATT")
+    if env:
+        found.append(Path(env).expanduser())
+    found.append(data_root() / "att_faces")
+    found.append(REPO_ROOT.parent / "shared" / "data" / "att_faces")
+    return found
+
+
+def att_dir() -> Path | None:
+    """The first AT&T folder that exists, or None."""
+    return next((p for p in att_candidates() if p.is_dir()), None)
+
+
+def _resolve_download(options: dict[str, Any]) -> bool:
+    download = options.pop("download", None)
+    return downloads_allowed() if download is None else bool(download)
+
+
+def load_dataset(name: str, *, image_size: int | None = 32, seed: int = 0,
+                 **options: Any) -> FaceSet:
+    """Load a dataset by name into a FaceSet (images [N, C, S, S] in [0, 1]).
+
+    Options per name: synthetic (num_identities, images_per_identity, difficulty, channels);
+    att (data_dir); folder (data_dir: folder, .zip path or zip bytes; channels); lfw
+    (min_faces_per_person, color); mnist / fashion-mnist (per_identity); any download-backed
+    set takes download (None: allowed unless METRIC_LAB_OFFLINE).
+    """
+    options = dict(options)
+    if name == "synthetic":
+        from lab.data.synthetic import make_synthetic_faces
+
+        return make_synthetic_faces(
+            num_identities=int(options.pop("num_identities", 40)),
+            images_per_identity=int(options.pop("images_per_identity", 10)),
+            image_size=32 if image_size is None else int(image_size),
+            difficulty=float(options.pop("difficulty", 1.0)),
+            seed=seed, channels=int(options.pop("channels", 3)), **_no_more(name, options))
+    if name == "digits":
+        from lab.data.sklearn_sets import load_digits
+
+        _no_more(name, options)
+        return load_digits(image_size=image_size)
+    if name == "att":
+        from lab.data.folder import load_att
+
+        data_dir = options.pop("data_dir", None)
+        _no_more(name, options)
+        if data_dir is None:
+            data_dir = att_dir()
+            if data_dir is None:
+                places = ", ".join(str(p) for p in att_candidates())
+                raise DatasetError(
+                    "AT&T faces: no ORL folder found (looked in " + places + "). Put the "
+                    "folder s1..s40 there or set METRIC_LAB_ATT, or use the 'olivetti' dataset "
+                    "(the same faces, downloaded once by scikit-learn).")
+        return load_att(data_dir, image_size=image_size)
+    if name == "folder":
+        from lab.data.folder import load_image_folder
+
+        data_dir = options.pop("data_dir", None)
+        channels = options.pop("channels", None)
+        _no_more(name, options)
+        if data_dir is None:
+            raise DatasetError("folder dataset: give data_dir, a folder (or .zip) with one "
+                               "sub-folder of images per identity")
+        return load_image_folder(data_dir, image_size=image_size, channels=channels)
+    if name == "olivetti":
+        from lab.data.sklearn_sets import load_olivetti
+
+        download = _resolve_download(options)
+        _no_more(name, options)
+        return load_olivetti(cache_dir("sklearn"), image_size=image_size, download=download)
+    if name == "lfw":
+        from lab.data.sklearn_sets import load_lfw
+
+        download = _resolve_download(options)
+        min_faces = int(options.pop("min_faces_per_person", 20))
+        color = bool(options.pop("color", False))
+        _no_more(name, options)
+        return load_lfw(cache_dir("sklearn"), image_size=image_size, download=download,
+                        min_faces_per_person=min_faces, color=color)
+    if name in ("mnist", "fashion-mnist"):
+        from lab.data.torchvision_sets import load_torchvision
+
+        download = _resolve_download(options)
+        per_identity = int(options.pop("per_identity", 500))
+        _no_more(name, options)
+        return load_torchvision(name, cache_dir("torchvision"), image_size=image_size,
+                                download=download, per_identity=per_identity, seed=seed)
+    raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASET_NAMES)}")
+
+
+def _no_more(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    if options:
+        raise DatasetError(f"dataset {name!r} does not take option(s) {', '.join(sorted(options))}")
+    return {}
+
+
+def load_for_config(config) -> FaceSet:
+    """The FaceSet a RunConfig asks for (lab.config.RunConfig fields mapped to options)."""
+    options: dict[str, Any] = {}
+    if config.dataset == "synthetic":
+        options.update(num_identities=config.num_identities,
+                       images_per_identity=config.images_per_identity,
+                       difficulty=config.difficulty)
+    elif config.dataset in ("att", "folder"):
+        options["data_dir"] = config.data_dir
+    extra = getattr(config, "extra", None) or {}
+    for key in ("min_faces_per_person", "per_identity", "channels", "download"):
+        if key in extra:
+            options[key] = extra[key]
+    return load_dataset(config.dataset, image_size=config.image_size, seed=config.seed, **options)
+
+
+DATASET_NAMES = ("synthetic", "digits", "att", "olivetti", "mnist", "fashion-mnist", "lfw",
+                 "folder")
+
+
+def dataset_status(name: str) -> DatasetInfo:
+    """Whether a dataset can be loaded right now, and why (never downloads anything)."""
+    from lab.data import folder, sklearn_sets, synthetic, torchvision_sets
+
+    online = downloads_allowed()
+    need = "needs download" if online else "unavailable"
+    offline_hint = "" if online else " and downloads are off (METRIC_LAB_OFFLINE)"
+    if name == "synthetic":
+        return DatasetInfo(name, "Synthetic faces", "Faces drawn by the lab: each identity a "
+                           "random face geometry, each image under pose, lighting, expression "
+                           "and glasses nuisance. The offline default.",
+                           "10-10,000 people x 2-50 images (default 40 x 10), RGB",
+                           "offline", "generated on the fly", synthetic.SOURCE)
+    if name == "digits":
+        return DatasetInfo(name, "Digits (scikit-learn)", "1,797 hand-written digits, 8x8 grey; "
+                           "each digit plays an identity.", "10 classes x ~180 images, 8x8 grey",
+                           "offline", "ships with scikit-learn", sklearn_sets.DIGITS_SOURCE)
+    if name == "att":
+        where = att_dir()
+        if where is not None:
+            availability, reason = "offline", f"ORL folder found at {where}"
+        else:
+            availability = "unavailable"
+            reason = (f"no ORL folder: put s1..s40 in {data_root() / 'att_faces'} or set "
+                      "METRIC_LAB_ATT; the 'olivetti' dataset downloads the same faces")
+        return DatasetInfo(name, "AT&T / ORL faces", "The 40 people of Chopra, Hadsell & LeCun "
+                           "2005, from a local ORL folder.", "40 people x 10 images, 112x92 grey",
+                           availability, reason, folder.ATT_SOURCE)
+    if name == "olivetti":
+        cache = cache_dir("sklearn")
+        cached = sklearn_sets.olivetti_cached(cache)
+        return DatasetInfo(name, "Olivetti faces (AT&T via scikit-learn)", "The AT&T faces at "
+                           "64x64, downloaded once by scikit-learn.",
+                           "40 people x 10 images, 64x64 grey (download ~1.5 MB)",
+                           "cached" if cached else need,
+                           f"cached in {cache}" if cached else
+                           f"not yet in {cache}; downloaded on first use" + offline_hint,
+                           sklearn_sets.OLIVETTI_SOURCE)
+    if name == "lfw":
+        cache = cache_dir("sklearn")
+        cached = sklearn_sets.lfw_cached(cache)
+        return DatasetInfo(name, "Labeled Faces in the Wild", "News photos of public figures; "
+                           "people with at least min_faces_per_person images.",
+                           "62 people x >=20 images (min_faces_per_person=20), 62x47 grey "
+                           "(download ~230 MB)", "cached" if cached else need,
+                           f"cached in {cache}" if cached else
+                           f"not yet in {cache}; downloaded on first use" + offline_hint,
+                           sklearn_sets.LFW_SOURCE)
+    if name in ("mnist", "fashion-mnist"):
+        cache = cache_dir("torchvision")
+        cached = torchvision_sets.torchvision_cached(name, cache)
+        source = torchvision_sets.MNIST_SOURCE if name == "mnist" else \
+            torchvision_sets.FASHION_SOURCE
+        what = "hand-written digits" if name == "mnist" else "clothing items"
+        return DatasetInfo(name, source.name, f"28x28 grey {what}; each class plays an identity "
+                           "(500 images per class kept by default).",
+                           "10 classes x 500 of 6,000 images, 28x28 grey (download ~30 MB)",
+                           "cached" if cached else need,
+                           f"cached in {cache}" if cached else
+                           f"not yet in {cache}; downloaded on first use" + offline_hint, source)
+    if name == "folder":
+        return DatasetInfo(name, "Your own images", "A folder or .zip with one sub-folder of "
+                           "images per person (jpg, png, pgm, bmp, webp, tif).",
+                           "your choice (at least 2 people)", "offline",
+                           "give a folder or zip path (data_dir)", folder.FOLDER_SOURCE)
+    raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASET_NAMES)}")
+
+
+def list_datasets() -> list[DatasetInfo]:
+    """Every dataset with its size and whether it can be loaded now."""
+    return [dataset_status(name) for name in DATASET_NAMES]
