@@ -172,6 +172,14 @@ def descent_field(loss: str, e_max: float, *, n: int = 15, loss_margin: float = 
     return Field(e_genuine, e_impostor, -d_genuine, -d_impostor)
 
 
+def gradient_field(loss: str, e_max: float, *, n: int = 15, loss_margin: float = 1.0,
+                   q: float = 2.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(E_G, E_I, ∂H/∂E_G, ∂H/∂E_I) on an n x n lattice: the shape ``lab.plots.geometry_plane``
+    takes (it negates the gradient itself)."""
+    field = descent_field(loss, e_max, n=n, loss_margin=loss_margin, q=q)
+    return field.e_genuine, field.e_impostor, -field.u, -field.v
+
+
 def margin_line(margin: float, e_max: float) -> tuple[np.ndarray, np.ndarray]:
     """End points (E_G, E_I) of the margin line E_I = E_G + m inside the box (empty when it
     misses the box or only touches a corner)."""
@@ -321,6 +329,24 @@ def check_conditions(loss: str, margin: float, e_max: float, *, loss_margin: flo
     return Conditions(check_condition1(loss, margin, e_max, **options),
                       check_condition2(loss, margin, e_max, **options),
                       check_condition3(loss, margin, e_max, **options))
+
+
+@dataclass(frozen=True)
+class GeometryView:
+    """Everything the geometry page draws for one loss, margin and box, computed at once."""
+
+    grid: Grid
+    gradient: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+    conditions: Conditions
+
+
+def geometry_view(loss: str, margin: float, e_max: float, *, loss_margin: float = 1.0,
+                  q: float = 2.0, n_grid: int = 101, n_arrows: int = 15) -> GeometryView:
+    """H on a grid, the gradient lattice and conditions 1-3: a few milliseconds, no training."""
+    options = {"loss_margin": loss_margin, "q": q}
+    return GeometryView(h_grid(loss, e_max, n=n_grid, **options),
+                        gradient_field(loss, e_max, n=n_arrows, **options),
+                        check_conditions(loss, margin, e_max, **options))
 
 
 # --- a run's real energies as points -------------------------------------------------------

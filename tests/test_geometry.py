@@ -14,6 +14,8 @@ from lab.geometry import (
     check_conditions,
     descent_field,
     energy_gradient_norm,
+    geometry_view,
+    gradient_field,
     h_gradient,
     h_grid,
     h_value,
@@ -63,6 +65,15 @@ def test_descent_field_points_downhill():
     assert np.all(field.u <= 0)  # −∂H/∂E_G = −E_G: genuine pairs are pulled together
     assert np.all(field.v >= 0)  # impostors are pushed apart (or left alone beyond m_c)
     assert np.all(field.v[field.e_impostor >= 2.0] == 0)
+
+
+def test_gradient_field_and_view_fit_the_plot_conventions():
+    e_genuine, e_impostor, d_genuine, d_impostor = gradient_field("chopra", E_MAX, n=5, q=E_MAX)
+    expected = h_gradient("chopra", e_genuine, e_impostor, q=E_MAX)
+    assert np.allclose(d_genuine, expected[0]) and np.allclose(d_impostor, expected[1])
+    view = geometry_view("contrastive", 0.5, E_MAX, loss_margin=1.0, n_grid=21)
+    assert view.grid.values.shape == (21, 21) and view.conditions.all_ok
+    assert all(part.shape == (15 * 15,) for part in view.gradient)
 
 
 def test_margin_line_inside_the_box():
