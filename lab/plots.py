@@ -793,13 +793,10 @@ def geometry_plane(
 
 
 def triplet_regions(d_ap: np.ndarray, d_an: np.ndarray, alpha: float) -> np.ndarray:
-    """Region of each triplet (FaceNet, Schroff et al. 2015): "hard" when d(a,n) < d(a,p),
-    "easy" when d(a,n) >= d(a,p) + α (zero loss), "semi-hard" in between."""
+    """Region of each triplet (FaceNet, Schroff et al. 2015): "hard" when d(a,n) <= d(a,p),
+    "easy" when d(a,n) >= d(a,p) + α (zero loss), "semi-hard" in between (as lab.geometry)."""
     ap, an = _as_1d(d_ap), _as_1d(d_an)
-    out = np.full(ap.shape, "semi-hard", dtype=object)
-    out[an < ap] = "hard"
-    out[an >= ap + alpha] = "easy"
-    return out
+    return np.where(an <= ap, "hard", np.where(an < ap + alpha, "semi-hard", "easy"))
 
 
 def triplet_plane(

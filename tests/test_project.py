@@ -110,7 +110,10 @@ def test_numba_cache_dir_follows_metric_lab_data(monkeypatch, tmp_path) -> None:
 
 
 def test_importing_lab_project_does_not_import_umap() -> None:
-    code = "import sys, lab.project, lab.plots; print('umap' in sys.modules, 'numba' in sys.modules)"
+    code = (
+        "import sys, lab.project, lab.plots; "
+        "print('umap' in sys.modules, 'numba' in sys.modules)"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
     )

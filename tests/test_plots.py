@@ -1,0 +1,291 @@
+"""lab.plots: each builder draws what it promises, for small hand-made inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+
+from lab import plots
+
+
+def shapes_named(fig: go.Figure, name: str) -> list:
+    return [s for s in fig.layout.shapes if s.name == name]
+
+
+def annotations_named(fig: go.Figure, name: str) -> list:
+    return [a for a in fig.layout.annotations if a.name == name]
+
+
+def trace(fig: go.Figure, name: str):
+    found = [t for t in fig.data if t.name == name]
+    assert found, f"no trace {name!r} in {[t.name for t in fig.data]}"
+    return found[0]
+
+
+def test_colors_define_every_role_once() -> None:
+    for role in ("genuine", "impostor", "margin", "threshold", "seen", "unseen", "loss", "accent"):
+        assert plots.COLORS[role].startswith("#")
+    roles = ("genuine", "impostor", "margin", "threshold", "loss")
+    assert len({plots.COLORS[r] for r in roles}) == len(roles)
+    assert plots.identity_color(3) == plots.identity_color(3 + len(plots.IDENTITY_PALETTE))
+
+
+# --- far_frr_at ---------------------------------------------------------------------------
+
+
+def test_far_frr_at_matches_hand_counts() -> None:
+    genuine = [0.1, 0.2, 0.3, 0.9]
+    impostor = [0.25, 0.5, 0.8, 1.2, 1.5]
+    # threshold 0.3: accepted genuine 3/4 -> FRR 1/4; accepted impostors {0.25} -> FAR 1/5
+    assert plots.far_frr_at(0.3, genuine, impostor) == pytest.approx((0.2, 0.25))
+    assert plots.far_frr_at(0.0, genuine, impostor) == pytest.approx((0.0, 1.0))
+    assert plots.far_frr_at(2.0, genuine, impostor) == pytest.approx((1.0, 0.0))
+    # E == threshold is accepted
+    assert plots.far_frr_at(0.5, genuine, impostor) == pytest.approx((0.4, 0.25))
+    far, frr = plots.far_frr_at(np.array([0.3, 2.0]), genuine, impostor)
+    np.testing.assert_allclose(far, [0.2, 1.0])
+    np.testing.assert_allclose(frr, [0.25, 0.0])
+    far, frr = plots.far_frr_at(0.5, [], impostor)
+    assert far == pytest.approx(0.4) and np.isnan(frr)
+
+
+# --- curves -------------------------------------------------------------------------------
+
+
+def test_loss_curve_with_secondary_axis() -> None:
+    fig = plots.loss_curve([1, 2, 3], [2.0, 1.0, 0.5], eer=[0.4, 0.3, 0.2],
+                           active_fraction=[0.9, 0.5, 0.2])  # fmt: skip
+    assert [t.name for t in fig.data] == ["loss", "validation EER", "active fraction"]
+    assert trace(fig, "loss").line.color == plots.COLORS["loss"]
+    assert trace(fig, "validation EER").yaxis == "y2"
+    assert tuple(fig.layout.yaxis2.range) == (0, 1)
+    assert len(plots.loss_curve([], []).layout.annotations) == 1  # "no epoch yet" note
+
+
+def test_active_fraction_and_metric_curves() -> None:
+    fig = plots.active_fraction_curve([1, 2], [0.8, 0.3])
+    assert list(fig.data[0].y) == [0.8, 0.3]
+    fig = plots.metric_vs_epoch([1, 2], {"genuine": [0.2, 0.1], "impostor": [0.5, 0.9]},
+                                metric="mean energy")  # fmt: skip
+    assert trace(fig, "genuine").line.color == plots.COLORS["genuine"]
+    assert trace(fig, "impostor").line.color == plots.COLORS["impostor"]
+
+
+# --- embedding maps -----------------------------------------------------------------------
+
+
+def test_embedding_map_seen_and_unseen_differ_and_customdata_is_index() -> None:
+    points = np.arange(12, dtype=float).reshape(6, 2)
+    labels = [0, 0, 1, 1, 2, 2]
+    seen = [True, True, True, True, False, False]
+    fig = plots.embedding_map(points, labels, names=["ann", "bob", "cy"], seen_mask=seen)
+    seen_trace, unseen_trace = trace(fig, "seen identities"), trace(fig, "unseen identities")
+    assert seen_trace.marker.symbol != unseen_trace.marker.symbol
+    assert list(seen_trace.customdata) == [0, 1, 2, 3]
+    assert list(unseen_trace.customdata) == [4, 5]
+    assert list(unseen_trace.text) == ["cy", "cy"]
+    assert seen_trace.marker.color[2] == plots.identity_color(1)
+    assert fig.layout.xaxis.range is not None
+
+
+def test_embedding_map_thumbnails_highlight_and_mismatch() -> None:
+    points = np.random.default_rng(0).normal(size=(4, 2))
+    images = np.random.default_rng(1).uniform(size=(4, 1, 8, 8))
+    fig = plots.embedding_map(points, [0, 1, 2, 3], images=images, highlight=2)
+    assert len(fig.layout.images) == 4
+    assert fig.layout.images[0].source.startswith("data:image/png;base64,")
+    assert trace(fig, "selected").x[0] == points[2, 0]
+    with pytest.raises(ValueError, match="labels"):
+        plots.embedding_map(points, [0, 1])
+
+
+def test_embedding_animation_frames_and_fixed_ranges() -> None:
+    rng = np.random.default_rng(0)
+    frames = [rng.normal(size=(8, 2)) * (k + 1) for k in range(5)]
+    epochs = [2, 4, 6, 8, 10]
+    fig = plots.embedding_animation(frames, labels=[0, 0, 1, 1, 2, 2, 3, 3],
+                                    seen_mask=[True] * 4 + [False] * 4, epochs=epochs)  # fmt: skip
+    assert len(fig.frames) == len(epochs)
+    assert [f.name for f in fig.frames] == [str(e) for e in epochs]
+    assert len(fig.layout.sliders[0].steps) == len(epochs)
+    assert fig.layout.updatemenus[0].buttons[0].method == "animate"
+    assert fig.layout.xaxis.autorange is False and fig.layout.yaxis.autorange is False
+    low, high = fig.layout.xaxis.range
+    everything = np.concatenate(frames)
+    assert low <= everything[:, 0].min() and high >= everything[:, 0].max()
+    with pytest.raises(ValueError, match="epochs"):
+        plots.embedding_animation(frames, [0] * 8, epochs=[1, 2])
+
+
+# --- energies -----------------------------------------------------------------------------
+
+
+def test_energy_histogram_lines_overlap_and_stats() -> None:
+    rng = np.random.default_rng(0)
+    genuine, impostor = rng.normal(0.5, 0.2, 200), rng.normal(1.2, 0.3, 300)
+    fig = plots.energy_histogram(genuine, impostor, margin=1.0, threshold=0.8, dprime=2.5,
+                                 eer=0.07, pair_energy=0.6)  # fmt: skip
+    assert trace(fig, "genuine (200)").marker.color == plots.COLORS["genuine"]
+    assert trace(fig, "impostor (300)").marker.color == plots.COLORS["impostor"]
+    assert trace(fig, "overlap").fill == "tozeroy"
+    (margin,) = shapes_named(fig, "margin")
+    assert margin.x0 == margin.x1 == 1.0 and margin.line.color == plots.COLORS["margin"]
+    (threshold,) = shapes_named(fig, "threshold")
+    assert threshold.x0 == 0.8 and threshold.line.color == plots.COLORS["threshold"]
+    far, frr = plots.far_frr_at(0.8, genuine, impostor)
+    assert f"FAR {far:.1%}" in annotations_named(fig, "threshold")[0].text
+    assert shapes_named(fig, "pair")[0].x0 == 0.6
+    stats = annotations_named(fig, "stats")[0].text
+    assert "d′ = 2.50" in stats and "EER = 7.0%" in stats
+    # densities integrate to one on shared bins
+    bars = [t for t in fig.data if isinstance(t, go.Bar)]
+    for bar in bars:
+        assert float(np.sum(bar.y) * bar.width) == pytest.approx(1.0)
+
+
+def test_energy_histogram_without_options_and_empty() -> None:
+    fig = plots.energy_histogram([0.1, 0.2], [0.9, 1.0])
+    assert len(fig.layout.shapes) == 0
+    assert "overlap" not in [t.name for t in fig.data]  # separated: nothing to shade
+    empty = plots.energy_histogram([], [], threshold=0.5)
+    assert annotations_named(empty, "note")
+
+
+# --- ROC and sweep ------------------------------------------------------------------------
+
+
+def test_roc_curves_linear_and_log() -> None:
+    curves = [
+        dict(name="contrastive", fpr=[0, 0.1, 0.5, 1], tpr=[0, 0.7, 0.95, 1], auc=0.9, eer=0.15),
+        dict(name="pixels", fpr=[0, 0.5, 1], tpr=[0, 0.6, 1], auc=0.6, eer=0.45),
+    ]
+    fig = plots.roc_curves(curves)
+    names = [t.name for t in fig.data]
+    assert "contrastive (AUC 0.900, EER 15.0%)" in names and "chance" in names
+    eer_point = trace(fig, "EER contrastive")
+    assert eer_point.x[0] == pytest.approx(0.15) and eer_point.y[0] == pytest.approx(0.85)
+    log = plots.roc_curves(curves, log_far=True)
+    assert log.layout.xaxis.type == "log"
+    assert min(trace(log, "contrastive (AUC 0.900, EER 15.0%)").x) > 0
+    assert plots.roc_curves([]).layout.annotations
+
+
+def test_sweep_plot_one_line_per_loss_sorted_by_margin() -> None:
+    rows = [
+        dict(loss="contrastive", margin=1.0, eer=0.1, auc=0.95),
+        dict(loss="contrastive", margin=0.5, eer=0.2, auc=0.9),
+        dict(loss="triplet", margin=0.2, eer=0.15, auc=0.93),
+    ]
+    fig = plots.sweep_plot(rows)
+    assert [t.name for t in fig.data] == ["contrastive", "triplet"]
+    assert list(trace(fig, "contrastive").x) == [0.5, 1.0]
+    assert list(trace(fig, "contrastive").y) == [0.2, 0.1]
+    assert list(plots.sweep_plot(rows, metric="auc").data[0].y) == [0.9, 0.95]
+
+
+# --- geometry -----------------------------------------------------------------------------
+
+
+def contrastive_plane(n: int = 41, margin_c: float = 2.0):
+    axis = np.linspace(0, 3, n)
+    e_g, e_i = np.meshgrid(axis, axis)
+    h = 0.5 * e_g**2 + 0.5 * np.maximum(margin_c - e_i, 0) ** 2
+    coarse = np.linspace(0, 3, 7)
+    c_g, c_i = np.meshgrid(coarse, coarse)
+    gradient = (c_g, c_i, c_g, -np.maximum(margin_c - c_i, 0))
+    return axis, h, gradient
+
+
+def test_geometry_plane_margin_line_half_plane_arrows_and_points() -> None:
+    axis, h, gradient = contrastive_plane()
+    points = (np.array([0.1, 1.0, 0.5]), np.array([2.0, 1.2, 0.4]))
+    fig = plots.geometry_plane(axis, axis, h, gradient, margin=0.5, points=points,
+                               title="contrastive")  # fmt: skip
+    contour = fig.data[0]
+    assert isinstance(contour, go.Contour) and np.shape(contour.z) == (41, 41)
+    line = trace(fig, "margin line E_I = E_G + 0.5")
+    np.testing.assert_allclose(np.array(line.y) - np.array(line.x), 0.5)
+    region = trace(fig, "E_G + m < E_I")
+    assert region.fill == "toself" and min(region.y) >= 0.5 - 1e-12
+    arrows = trace(fig, "−∇H")
+    xs = [v for v in arrows.x if v is not None]
+    assert len(xs) > 0 and min(xs) >= -0.5
+    # arrows point down the gradient: at (E_G=3, E_I=0) −∇H = (−3, +2) -> shaft goes left/up
+    shafts = [(arrows.x[k], arrows.y[k], arrows.x[k + 1], arrows.y[k + 1])
+              for k in range(0, len(arrows.x) - 2, 3)
+              if arrows.x[k] == 3.0 and arrows.y[k] == 0.0]  # fmt: skip
+    assert shafts and shafts[0][2] < 3.0 and shafts[0][3] > 0.0
+    assert list(trace(fig, "pairs with E_G + m < E_I").x) == [0.1]
+    assert list(trace(fig, "pairs violating it").x) == [1.0, 0.5]
+    assert "33%" in annotations_named(fig, "condition1")[0].text
+    with pytest.raises(ValueError, match="meshgrid"):
+        plots.geometry_plane(axis, axis[:10], h, None, margin=0.5)
+
+
+def test_geometry_plane_log_contours_for_exponential_loss() -> None:
+    axis = np.linspace(0, 5, 21)
+    e_g, e_i = np.meshgrid(axis, axis)
+    h = e_g**2 + 1e6 * np.exp(-6 * e_i) + 1e-9
+    fig = plots.geometry_plane(axis, axis, h, None, margin=1.0, condition1_share=0.25)
+    assert fig.data[0].colorbar.title.text == "log₁₀ H"
+    assert "25%" in annotations_named(fig, "condition1")[0].text
+
+
+def test_triplet_plane_regions_and_points() -> None:
+    d_ap = np.array([0.5, 0.5, 0.5, 0.5])
+    d_an = np.array([0.3, 0.6, 0.9, 0.5])
+    np.testing.assert_array_equal(plots.triplet_regions(d_ap, d_an, 0.2),
+                                  ["hard", "semi-hard", "easy", "hard"])  # fmt: skip
+    fig = plots.triplet_plane(d_ap, d_an, alpha=0.2, extent=2.0)
+    for name in ("hard", "semi-hard", "easy"):
+        region = trace(fig, name)
+        assert region.fill == "toself"
+    hinge = trace(fig, "d(a,n) = d(a,p) + α  (α = 0.2)")
+    np.testing.assert_allclose(np.array(hinge.y) - np.array(hinge.x), 0.2)
+    assert list(trace(fig, "easy").y) == [0.2, 2.0, 2.0]
+    assert "hard 50%" in annotations_named(fig, "shares")[0].text
+    empty = plots.triplet_plane(None, None, alpha=0.3)
+    assert "mined triplets" not in [t.name for t in empty.data]
+
+
+def test_plateau_plot_draws_both_energies() -> None:
+    energies = np.linspace(0, 1, 11)
+    fig = plots.plateau_plot(energies, np.ones(11), 2 * energies)
+    assert [t.name for t in fig.data] == ["L1 energy", "squared L2 energy"]
+    assert list(fig.data[1].y)[0] == 0.0
+
+
+# --- images and style ---------------------------------------------------------------------
+
+
+def test_image_grid_grayscale_and_rgb() -> None:
+    gray = np.random.default_rng(0).uniform(size=(5, 1, 6, 6))
+    fig = plots.image_grid(gray, captions=["query", "E=0.1", "E=0.2", "E=0.3", "E=0.4"],
+                           columns=3, border_colors=[None, plots.COLORS["genuine"]])  # fmt: skip
+    images = [t for t in fig.data if isinstance(t, go.Image)]
+    assert len(images) == 5 and np.shape(images[0].z) == (6, 6, 3)
+    assert fig.layout.annotations[1].font.color == plots.COLORS["genuine"]
+    rgb = plots.image_grid(np.zeros((2, 3, 4, 4)))
+    assert len(rgb.data) == 2
+    assert plots.image_grid(np.zeros((0, 1, 4, 4))).layout.annotations
+
+
+def test_presenter_mode_enlarges_fonts() -> None:
+    normal = plots.sweep_plot([dict(loss="a", margin=1, eer=0.1)])
+    big = plots.sweep_plot([dict(loss="a", margin=1, eer=0.1)], presenter=True)
+    assert big.layout.font.size > normal.layout.font.size
+
+
+def test_figure_to_html_is_self_contained() -> None:
+    html = plots.figure_to_html(plots.loss_curve([1, 2], [1.0, 0.5]))
+    assert b"<html>" in html[:200] and b"plotly" in html and len(html) > 1_000_000
+
+
+@pytest.mark.slow
+def test_figure_to_png_returns_png_or_says_why() -> None:
+    data = plots.figure_to_png(plots.loss_curve([1, 2], [1.0, 0.5]))
+    if data is None:
+        assert plots.png_export_problem()
+        pytest.skip(f"PNG export unavailable here: {plots.png_export_problem()}")
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
