@@ -15,6 +15,8 @@ from __future__ import annotations
 import base64
 import io
 import math
+import threading
+import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -979,16 +981,27 @@ def _find_chrome() -> str | None:
     return None
 
 
+_PNG_LOCK = threading.Lock()  # kaleido's sync server answers one request at a time, in order
+_png_server_started = False
+
+
 def figure_to_png(
-    fig: go.Figure, *, width: int | None = None, height: int | None = None, scale: float = 2.0
+    fig: go.Figure,
+    *,
+    width: int | None = None,
+    height: int | None = None,
+    scale: float = 2.0,
+    keep_browser: bool = True,
 ) -> bytes | None:
     """The figure as PNG bytes through kaleido (which drives a headless Chrome/Chromium), or None
     when no browser or kaleido is available; `png_export_problem()` then says why.
 
     kaleido 1.x does not ship a browser: we point it at Debian's /usr/bin/chromium (or
-    $BROWSER_PATH) rather than let it download one, so this works offline.
+    $BROWSER_PATH) rather than let it download one, so this works offline. `keep_browser` keeps
+    one headless browser running after the first export (about 7 s to start on a 2-core CPU,
+    then well under a second per figure); calls are serialised by a lock.
     """
-    global _PNG_PROBLEM
+    global _PNG_PROBLEM, _png_server_started
     import os
 
     chrome = _find_chrome()
@@ -996,11 +1009,19 @@ def figure_to_png(
         _PNG_PROBLEM = "no Chrome/Chromium found (install chromium or set BROWSER_PATH)"
         return None
     os.environ.setdefault("BROWSER_PATH", chrome)
-    try:
-        data = fig.to_image(format="png", width=width or fig.layout.width or 900,
-                            height=height or fig.layout.height or 520, scale=scale)  # fmt: skip
-    except Exception as error:  # kaleido raises many kinds; any of them means "no PNG"
-        _PNG_PROBLEM = f"PNG export failed: {type(error).__name__}: {error}"[:300]
-        return None
+    size = dict(width=width or fig.layout.width or 900, height=height or fig.layout.height or 520)
+    with _PNG_LOCK:
+        try:
+            if keep_browser and not _png_server_started:
+                import kaleido
+
+                kaleido.start_sync_server(silence_warnings=True)
+                _png_server_started = True
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "kopts ignored when using a server"
+                data = fig.to_image(format="png", scale=scale, **size)
+        except Exception as error:  # kaleido raises many kinds; any of them means "no PNG"
+            _PNG_PROBLEM = f"PNG export failed: {type(error).__name__}: {error}"[:300]
+            return None
     _PNG_PROBLEM = None
     return data
