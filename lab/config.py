@@ -1,0 +1,152 @@
+"""RunConfig: one frozen, JSON-serialisable description of a training run.
+
+A run is reproducible from its config alone: the seed fixes the identity split, the batch
+sampling and the initial weights. The app keeps a RunConfig in the URL, the CLI builds one from
+its options, and the run store writes it to ``config.json`` beside the weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+DATASETS = ("synthetic", "digits", "att", "olivetti", "mnist", "fashion-mnist", "lfw", "folder")
+NETWORKS = ("linear", "mlp", "cnn", "resnet")
+ENERGIES = ("l1", "l2", "sqeuclidean", "cosine")
+LOSSES = ("contrastive", "chopra", "naive", "triplet", "arcface", "cosface", "softmax")
+MINERS = ("all", "random", "semihard", "batchhard")
+OPTIMIZERS = ("adam", "sgd")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that decides what a run learns. Defaults are the app's default lesson."""
+
+    # data
+    dataset: str = "synthetic"
+    data_dir: str | None = None  # for "att" (ORL folder layout) and "folder" (folder or zip)
+    num_identities: int = 40  # synthetic faces only
+    images_per_identity: int = 10  # synthetic faces only
+    image_size: int = 32  # synthetic faces render at this size; others are resized to it
+    difficulty: float = 1.0  # synthetic faces: 0 = trivially easy, 1 = default, 2 = hard
+    val_identities: int = 5
+    test_identities: int = 10  # people never seen in training
+    fold: int | None = None  # identity fold for cross-validation (None: one seeded split)
+    folds: int = 4
+    # network
+    network: str = "cnn"
+    embedding_dim: int = 32
+    normalize: bool = True  # L2-normalise embeddings (FaceNet)
+    # energy and loss
+    energy: str = "l2"
+    loss: str = "contrastive"
+    margin: float = 1.0  # contrastive m, triplet alpha, ArcFace/CosFace angular/cosine margin
+    scale: float = 16.0  # ArcFace / CosFace s
+    chopra_q: float | None = None  # Chopra Q; None = the bound implied by the energy (see losses)
+    miner: str = "all"
+    # optimisation
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    epochs: int = 10
+    p_identities: int = 8  # P identities x K images per batch
+    k_images: int = 4
+    steps_per_epoch: int | None = None  # None: one pass over the training images
+    augment: bool = False
+    seed: int = 0
+    device: str = "auto"
+    extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        """Build from a dict, ignoring unknown keys so old run folders still load."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @classmethod
+    def from_json(cls, text: str) -> RunConfig:
+        return cls.from_dict(json.loads(text))
+
+    def replace(self, **changes: Any) -> RunConfig:
+        return dataclasses.replace(self, **changes)
+
+
+# Allowed values, checked at every boundary (URL, CLI, imported run): field -> choices or range.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "dataset": DATASETS, "network": NETWORKS, "energy": ENERGIES, "loss": LOSSES,
+    "miner": MINERS, "optimizer": OPTIMIZERS, "device": DEVICES,
+}
+
+
+def _ranges() -> dict[str, tuple[float, float]]:
+    from lab import limits
+
+    return {
+        "num_identities": (limits.MIN_IDENTITIES, limits.MAX_IDENTITIES),
+        "images_per_identity": (2, limits.MAX_IMAGES_PER_IDENTITY),
+        "image_size": (8, limits.MAX_IMAGE_SIZE),
+        "difficulty": (0.0, 3.0),
+        "val_identities": (0, limits.MAX_IDENTITIES),
+        "test_identities": (2, limits.MAX_IDENTITIES),
+        "folds": (2, 20),
+        "embedding_dim": (2, limits.MAX_EMBEDDING_DIM),
+        "margin": (0.0, 10.0),
+        "scale": (1.0, 128.0),
+        "chopra_q": (1e-3, 1e4),
+        "lr": (1e-6, 100.0),
+        "weight_decay": (0.0, 1.0),
+        "epochs": (1, limits.MAX_EPOCHS),
+        "p_identities": (2, 256),
+        "k_images": (2, 64),
+        "steps_per_epoch": (1, 100_000),
+        "seed": (0, 2**31 - 1),
+    }
+
+
+def problems(config: RunConfig) -> list[str]:
+    """Everything wrong with a config, in sentences; empty when it can run."""
+    found = []
+    for name, choices in CHOICES.items():
+        value = getattr(config, name)
+        if value not in choices:
+            found.append(f"{name} must be one of {', '.join(choices)}.")
+    for name, (low, high) in _ranges().items():
+        value = getattr(config, name)
+        if value is None and name in ("chopra_q", "steps_per_epoch"):
+            continue
+        if not isinstance(value, int | float) or isinstance(value, bool) or not (
+            low <= value <= high
+        ):
+            found.append(f"{name} must be between {low:g} and {high:g} (got {value!r}).")
+    return found
+
+
+def coerce(name: str, text: str) -> Any:
+    """Turn a URL or CLI string into the type of RunConfig field ``name`` (ValueError if not)."""
+    kinds = {f.name: f.type for f in fields(RunConfig)}
+    kind = str(kinds[name])
+    if text in ("", "None", "none", "null") and "None" in kind:
+        return None
+    if kind.startswith("bool"):
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{name} must be true or false (got {text!r})")
+    if kind.startswith("int"):
+        return int(text)
+    if kind.startswith("float"):
+        value = float(text)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"{name} must be a finite number (got {text!r})")
+        return value
+    return text
