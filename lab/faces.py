@@ -482,13 +482,14 @@ def crop_face(
 
 def whole_image_crop(image: Image.Image, aspect: float = 1.0) -> Image.Image:
     """The largest centred square (or `aspect` = height / width rectangle): the fallback when
-    no face is found, or when the photo is already a face crop (AT&T, Olivetti)."""
+    no face is found, or when the photo is already a face crop (AT&T, Olivetti). It is the
+    crop lab.data makes of dataset images, so such a photo reaches the network as in training."""
     if not 0.1 <= aspect <= 10:
         raise ValueError(f"aspect must be between 0.1 and 10, got {aspect}")
     width = min(image.width, image.height / aspect)
     height = width * aspect
-    left = round((image.width - width) / 2)
-    top = round((image.height - height) / 2)
+    left = int(image.width - width) // 2  # as lab.data's centre crop
+    top = int(image.height - height) // 2
     return image.crop((left, top, left + max(1, round(width)), top + max(1, round(height))))
 
 
@@ -507,8 +508,11 @@ def to_model_input(crop: Image.Image, channels: int,
     if not (1 <= int(height) <= 1024 and 1 <= int(width) <= 1024):
         raise ValueError(f"image_size must be between 1 and 1024, got {image_size}")
     mode = "L" if channels == 1 else "RGB"
-    resized = crop.convert(mode).resize((int(width), int(height)), Image.Resampling.BILINEAR,
-                                        reducing_gap=3.0)
+    converted = crop.convert(mode)
+    # The same resampling as lab.data's loaders, so a photo looks like a training image.
+    shrink = converted.width > width or converted.height > height
+    resized = converted.resize((int(width), int(height)), Image.Resampling.LANCZOS if shrink
+                               else Image.Resampling.BILINEAR)
     array = np.asarray(resized, dtype=np.float32) / 255.0
     if array.ndim == 2:
         array = array[None]

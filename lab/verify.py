@@ -416,7 +416,8 @@ def _reference_only(photo_a: bytes, photo_b: bytes, whole: bool) -> dict[str, An
             faces_out[name.split()[1]] = [box.to_dict() for box in faces]
         images.append(image)
     verdict = model.verify(inputs[0][0], inputs[0][1], inputs[1][0], inputs[1][1])
-    return {"verdict": None, "detector": detector, "faces": faces_out,
+    return {"verdict": verdict.verdict, "model": "reference", "detector": detector,
+            "faces": faces_out,
             "reference": verdict.to_dict(),
             "timings": {"total": round(time.perf_counter() - start, 4)},
             "notes": ["no --run given: only the reference model answered"]}
@@ -456,7 +457,7 @@ def run_cli(args: argparse.Namespace) -> int:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"error: {message}", file=sys.stderr)
         return 2
-    print(json.dumps(out, indent=2, default=float))
+    print(json.dumps(out, default=float))
     return 0
 
 
@@ -519,6 +520,25 @@ def att_reference_embeddings(att_dir: Path, identities: list[int] | None = None
                 counts["whole_image"] += 1
             labels.append(identity)
     return np.stack(embeddings), np.asarray(labels), counts
+
+
+def att_student_embeddings(att_dir: Path, identities: list[int], embed_fn: EmbedFn,
+                           channels: int, image_size: int | tuple[int, int],
+                           whole_image: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A student run's embeddings of AT&T photos through the verify pipeline: either the
+    whole image (as the run saw its training images) or the detected, aligned face crop."""
+    aspect = _aspect(image_size)
+    inputs, labels = [], []
+    for identity in identities:
+        folder = Path(att_dir) / f"s{identity + 1}"
+        for file in sorted(folder.glob("*.pgm"), key=lambda p: int(p.stem)):
+            image = load_photo(file.read_bytes())
+            faces = [] if whole_image else detect_faces(image)
+            crop = (crop_face(image, faces[0], aspect=aspect) if faces and not faces[0].tiny
+                    else whole_image_crop(image, aspect))
+            inputs.append(to_model_input(crop, channels, image_size))
+            labels.append(identity)
+    return np.asarray(embed_fn(torch.cat(inputs))), np.asarray(labels)
 
 
 def bench_verify(out_json: str | Path | None = None, *, run_id: str | None = None,
@@ -601,7 +621,9 @@ def bench_verify(out_json: str | Path | None = None, *, run_id: str | None = Non
             start = time.perf_counter()
             embeddings, labels, counts = att_reference_embeddings(att)
             seconds = time.perf_counter() - start
-            split = split_for_config(RunConfig(dataset="att", data_dir=str(att)), 40)
+            split_config = (run.config if run_id and run.config.dataset == "att"
+                            else RunConfig(dataset="att", data_dir=str(att)))
+            split = split_for_config(split_config, 40)
             test = np.isin(labels, list(split.test))
             val = np.isin(labels, list(split.val))
             unseen = evaluate_embeddings(embeddings[test], labels[test], "l2",
@@ -615,6 +637,20 @@ def bench_verify(out_json: str | Path | None = None, *, run_id: str | None = Non
                 "test_10": {**unseen.summary(), "accuracy_at_0.6": fixed},
                 "all_40": every.summary(),
             }
+    if accuracy and run_id and run.config.dataset == "att":
+        from lab.data.splits import split_for_config
+        from lab.evaluate import evaluate_embeddings
+
+        split = split_for_config(run.config, 40)
+        figures = {}
+        for how, whole in (("whole_image", True), ("detected_crop", False)):
+            emb, lab = att_student_embeddings(att, list(split.test), embed_fn, channels,
+                                              image_size, whole)
+            val_emb, val_lab = att_student_embeddings(att, list(split.val), embed_fn, channels,
+                                                      image_size, whole)
+            figures[how] = evaluate_embeddings(emb, lab, energy, val_emb, val_lab).summary()
+        result["student"]["att_test"] = {"identities": sorted(int(k) + 1 for k in split.test),
+                                         **figures}
     if out_json:
         Path(out_json).write_text(json.dumps(result, indent=2, default=float))
     return result
