@@ -399,16 +399,19 @@ class Trainer:
 
 
 def train_run(config: RunConfig, store=None, faceset=None, name: str | None = None,
-              on_report=None, **trainer_options):
+              on_report=None, on_start=None, **trainer_options):
     """Train and save into a RunStore: history, probes and weights at every epoch, metrics at
-    the end. Returns (run, trainer). ``on_report(report)`` is called after each report is saved;
-    returning False from it stops training."""
+    the end. Returns (run, trainer). ``on_start(run, trainer)`` is called once the run folder
+    exists (a background job keeps the trainer to stop it mid-epoch); ``on_report(report)`` is
+    called after each report is saved; returning False from it stops training."""
     from lab.runs import RunStore
 
     store = store if store is not None else RunStore()
     trainer = Trainer(config, faceset, **trainer_options)
     run = store.create(config, name=name)
     run.set_shape(trainer.in_channels, trainer.image_size, trainer.num_classes)
+    if on_start is not None:
+        on_start(run, trainer)
     probes: list[np.ndarray] = []
     epochs: list[float] = []
     if trainer.initial_probes is not None:
