@@ -73,10 +73,10 @@ def _safe_member_name(name: str) -> PurePosixPath:
     """Refuse absolute paths and `..` in a zip member name (zip-slip)."""
     clean = name.replace("\\", "/")
     if clean.startswith("/") or re.match(r"^[A-Za-z]:", clean):
-        raise DatasetError(f"zip refused: member {name!r} has an absolute path; rebuild the zip "
+        raise DatasetError(f"zip refused: member '{name}' has an absolute path; rebuild the zip "
                            "with paths relative to its top folder")
     if any(part == ".." for part in clean.split("/")):
-        raise DatasetError(f"zip refused: member {name!r} points outside the archive ('..'); "
+        raise DatasetError(f"zip refused: member '{name}' points outside the archive ('..'); "
                            "rebuild the zip without parent-directory paths")
     return PurePosixPath(clean)
 
@@ -187,7 +187,7 @@ def _open_members(source: str | os.PathLike | bytes, budget: _ByteBudget
     if path.stat().st_size > limits.MAX_ARCHIVE_BYTES:
         raise DatasetError(f"zip refused: {path.name} is {path.stat().st_size:,} bytes, the limit "
                            f"is {limits.MAX_ARCHIVE_BYTES:,} (lab.limits.MAX_ARCHIVE_BYTES)")
-    if not zipfile.is_zipfile(path):
+    if path.suffix.lower() != ".zip" and not zipfile.is_zipfile(path):
         raise DatasetError(f"{path} is neither a folder nor a zip archive; give a folder with one "
                            "sub-folder per identity, or a .zip of such a folder")
     return _open_zip(path, budget, path.name)
@@ -213,7 +213,7 @@ def _iter_identities(members: list[_Member], report: LoadReport
     if junk:
         report.notes.append(f"ignored {len(junk)} system file(s) such as {junk[0].path}")
     kept = [m for m in members if not _is_junk(m.path)]
-    depth = _strip_wrapper([m.path for m in kept])
+    depth = _strip_wrapper([m.path for m in kept if m.path.suffix.lower() in IMAGE_SUFFIXES])
     groups: dict[str, list[_Member]] = {}
     loose = []
     for member in kept:
@@ -268,9 +268,14 @@ def load_image_folder(source: str | os.PathLike | bytes, *, image_size: int | No
 
 
 def _is_colour(arr: np.ndarray) -> bool:
+    """True for a real colour image; grey saved through a lossy RGB codec (webp, jpeg) drifts a
+    level or two between channels and still counts as grey."""
     if arr.ndim == 2:
         return False
-    return bool(np.any(arr[..., 0] != arr[..., 1]) or np.any(arr[..., 1] != arr[..., 2]))
+    channels = arr.astype(np.int16)
+    drift = (np.abs(channels[..., 0] - channels[..., 1])
+             + np.abs(channels[..., 1] - channels[..., 2]))
+    return float(drift.mean()) > 3.0
 
 
 def _assemble(decoded: list[tuple[str, list[np.ndarray]]], report: LoadReport, label: str,
