@@ -46,7 +46,9 @@ def torchvision_cached(name: str, cache: Path) -> bool:
     """True when the raw files torchvision checks for are already in the cache."""
     folder, _, _ = _CLASSES[name]
     raw = cache / folder / "raw"
-    return (raw / "train-images-idx3-ubyte").exists() and (raw / "train-labels-idx1-ubyte").exists()
+    return all((raw / f"{part}-idx{dims}-ubyte").exists()
+               for part, dims in (("train-images", 3), ("train-labels", 1),
+                                  ("t10k-images", 3), ("t10k-labels", 1)))
 
 
 def load_torchvision(name: str, cache: Path, *, image_size: int | None = 32,
