@@ -50,9 +50,10 @@ DEFAULT_FAR = 0.01
 PHOTO_NAMES = ("photo A", "photo B")
 
 __all__ = [
-    "DEFAULT_FAR", "EmbedFn", "NoFaceError", "PhotoError", "RunEnergies", "TinyFaceError",
-    "VerifyResult", "add_parser", "bench_verify", "embedder_for_run", "input_shape_for_run",
-    "run_energies", "threshold_at_far", "threshold_for_run", "verify_pair",
+    "DEFAULT_FAR", "EmbedFn", "GalleryMatch", "NoFaceError", "PhotoError", "RunEnergies",
+    "TinyFaceError", "VerifyResult", "add_parser", "bench_verify", "embedder_for_run",
+    "input_shape_for_run", "run_energies", "search_gallery", "threshold_at_far",
+    "threshold_for_run", "verify_pair",
 ]
 
 
@@ -220,6 +221,65 @@ def verify_pair(
         photo_sizes=tuple(image.size for image in images), timings=timings,
         reference=ref_verdict, reference_note=ref_note, notes=notes,
     )
+
+
+@dataclass
+class GalleryMatch:
+    """One known person's best photo against the probe: lower energy, better match."""
+
+    name: str
+    energy: float
+    same: bool  # energy <= threshold
+    crop: np.ndarray
+
+
+def search_gallery(
+    probe: bytes, gallery: list[tuple[str, bytes]], embed_fn: EmbedFn, *, channels: int,
+    image_size: int | tuple[int, int], energy: str, threshold: float, top: int = 5,
+    use_whole_image: bool = False,
+) -> tuple[np.ndarray, list[GalleryMatch], list[str]]:
+    """Gallery mode: one probe photo against named photos of known people, best first.
+
+    gallery: (person name, photo bytes) pairs, several per person allowed; each person is
+    scored by their closest photo. Returns (probe crop, top matches, skipped photos with the
+    reason), so one unreadable gallery photo never stops the search. The probe's own errors
+    are raised (PhotoError) as in `verify_pair`.
+    """
+    from lab.energy import energy_matrix_np
+
+    aspect = _aspect(image_size)
+
+    def crop_of(data: bytes, name: str) -> Image.Image:
+        image = load_photo(data)
+        if use_whole_image:
+            return whole_image_crop(image, aspect)
+        box = choose_face(detect_faces(image), 0, photo=name)
+        return crop_face(image, box, aspect=aspect)
+
+    try:
+        probe_crop = crop_of(probe, "the probe photo")
+    except PhotoError as error:
+        raise _labelled(error, "the probe photo") from None
+    crops, names, skipped = [], [], []
+    for name, data in gallery:
+        try:
+            crops.append(crop_of(data, f"{name}'s photo"))
+            names.append(name)
+        except PhotoError as error:
+            skipped.append(f"{name}: {error}")
+    if not crops:
+        return np.asarray(probe_crop).copy(), [], skipped
+    batch = torch.cat([to_model_input(c, channels, image_size) for c in [probe_crop, *crops]])
+    embeddings = np.asarray(embed_fn(batch), dtype=np.float64)
+    energies = energy_matrix_np(embeddings[:1], energy, embeddings[1:])[0]
+    best: dict[str, int] = {}
+    for k, name in enumerate(names):
+        if name not in best or energies[k] < energies[best[name]]:
+            best[name] = k
+    ranked = sorted(best.items(), key=lambda item: energies[item[1]])[:max(1, top)]
+    matches = [GalleryMatch(name, float(energies[k]), bool(energies[k] <= threshold),
+                            np.asarray(crops[k]).copy()) for name, k in ranked]
+    return np.asarray(probe_crop).copy(), matches, skipped
 
 
 # ---------------------------------------------------------------- runs

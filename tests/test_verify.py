@@ -178,6 +178,22 @@ def test_reference_missing_is_said_and_the_rest_works(att_dir, monkeypatch):
     assert result.to_dict()["reference"] == {"available": False, "reason": "no dlib"}
 
 
+def test_gallery_ranks_known_people_and_skips_bad_photos(att_dir):
+    gallery = [(f"person {k}", photo(att_dir, k, shot)) for k in (1, 2, 3) for shot in (2, 3)]
+    gallery.append(("broken", b"%PDF-1.4"))
+    probe = photo(att_dir, 2, 1)
+    crop, matches, skipped = verify.search_gallery(
+        probe, gallery, PoolEmbedder(), channels=1, image_size=32, energy="l2", threshold=0.5,
+        top=3)
+    assert crop.ndim == 2 and len(matches) == 3
+    assert [m.energy for m in matches] == sorted(m.energy for m in matches)
+    assert {m.name for m in matches} == {"person 1", "person 2", "person 3"}
+    assert len(skipped) == 1 and skipped[0].startswith("broken: ")
+    with pytest.raises(NoFaceError, match="probe"):
+        verify.search_gallery(flat_photo(), gallery, PoolEmbedder(), channels=1, image_size=32,
+                              energy="l2", threshold=0.5)
+
+
 # ---------------------------------------------------------------- privacy
 
 
