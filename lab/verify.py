@@ -395,7 +395,19 @@ def threshold_at_far(genuine: np.ndarray, impostor: np.ndarray, far: float) -> f
 
 
 def threshold_for_run(run: Any, far: float = DEFAULT_FAR) -> float:
-    """The run's energy threshold at this FAR, chosen on its validation identities."""
+    """The run's energy threshold at this FAR, chosen on its validation identities.
+
+    Read from metrics.json when the run saved it ("val": {"threshold_at_far": {"0.01": t}}),
+    else computed from `run_energies` (which reloads the dataset once and caches).
+    """
+    saved = ((getattr(run, "metrics", None) or {}).get("val") or {}).get("threshold_at_far")
+    if isinstance(saved, dict):
+        for key, value in saved.items():
+            try:
+                if abs(float(key) - far) < 1e-12 and value is not None:
+                    return float(value)
+            except (TypeError, ValueError):
+                continue
     energies = run_energies(run)
     return threshold_at_far(energies.genuine, energies.impostor, far)
 

@@ -290,6 +290,8 @@ def test_threshold_for_run_from_saved_energies(tiny_run, monkeypatch):
     threshold = verify.threshold_for_run(run, 0.05)
     assert 0.3 < threshold < 0.36
     assert "saved" in verify.run_energies(run).source
+    saved["val"]["threshold_at_far"] = {"0.01": 0.123}
+    assert verify.threshold_for_run(run, 0.01) == 0.123
 
 
 def test_threshold_for_run_computed_from_validation_identities(tiny_run):
