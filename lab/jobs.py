@@ -1,0 +1,328 @@
+"""Training in the background: one job per browser session, and a process-wide limit on how many
+train at once.
+
+A classroom server has 30 students pressing Train at the same moment. Each job waits for a slot
+of the :class:`TrainingLimiter` (its place in the queue is shown), trains in its own thread
+through :func:`lab.train.train_run` (so every epoch is saved to the run store as it comes), and
+hands its reports to the page that polls it. A page that stops polling (the browser tab was
+closed) stops sending heartbeats; the job then gives up its place or its slot.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from lab.config import RunConfig
+
+HEARTBEAT_TIMEOUT_S = 90.0  # a job nobody has looked at for this long is abandoned
+ACTIVE = ("queued", "loading", "running", "paused")
+
+
+def default_slots() -> int:
+    """How many trainings may run at once: METRIC_LAB_MAX_TRAININGS, else 1 on a GPU (one
+    model saturates it) and one per four CPU cores on a CPU (each training uses several)."""
+    configured = os.environ.get("METRIC_LAB_MAX_TRAININGS")
+    if configured:
+        return max(1, int(configured))
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return 1
+    except ImportError:  # pragma: no cover - torch is a requirement
+        pass
+    return max(1, (os.cpu_count() or 1) // 4)
+
+
+class TrainingLimiter:
+    """A fair queue in front of N training slots, shared by every session of the process."""
+
+    def __init__(self, slots: int | None = None):
+        self.slots = slots if slots is not None else default_slots()
+        self._condition = threading.Condition()
+        self._waiting: list[int] = []
+        self._running: set[int] = set()
+
+    def acquire(self, ticket: int, cancelled: threading.Event) -> bool:
+        """Wait for a slot in arrival order; False when ``cancelled`` was set while waiting."""
+        with self._condition:
+            self._waiting.append(ticket)
+            try:
+                while not (self._waiting[0] == ticket and len(self._running) < self.slots):
+                    if cancelled.is_set():
+                        return False
+                    self._condition.wait(timeout=0.2)
+                self._running.add(ticket)
+                return True
+            finally:
+                self._waiting.remove(ticket)
+                self._condition.notify_all()
+
+    def release(self, ticket: int) -> None:
+        with self._condition:
+            self._running.discard(ticket)
+            self._condition.notify_all()
+
+    def position(self, ticket: int) -> int | None:
+        """1 for the next in line; None when not waiting."""
+        with self._condition:
+            return self._waiting.index(ticket) + 1 if ticket in self._waiting else None
+
+    @property
+    def running(self) -> int:
+        with self._condition:
+            return len(self._running)
+
+    @property
+    def waiting(self) -> int:
+        with self._condition:
+            return len(self._waiting)
+
+
+_LIMITER: TrainingLimiter | None = None
+_LIMITER_LOCK = threading.Lock()
+_TICKETS = itertools.count(1)
+
+
+def shared_limiter() -> TrainingLimiter:
+    """The process-wide limiter (created on first use)."""
+    global _LIMITER
+    with _LIMITER_LOCK:
+        if _LIMITER is None:
+            _LIMITER = TrainingLimiter()
+        return _LIMITER
+
+
+@dataclass
+class TrainingJob:
+    """One training, run in a background thread. Pages read ``reports`` and ``status``.
+
+    status: queued -> loading -> running <-> paused -> done | stopped | diverged | failed |
+    cancelled. ``pause`` takes effect at the next report (one epoch), ``stop`` keeps what was
+    learnt (the run is saved as stopped), ``step`` trains one more epoch then pauses.
+    """
+
+    config: RunConfig
+    store: object | None = None  # a lab.runs.RunStore; None = the default store
+    name: str | None = None
+    limiter: TrainingLimiter | None = None
+    start_paused: bool = False
+    clock: Callable[[], float] = time.monotonic
+    status: str = "queued"
+    message: str = ""
+    run_id: str | None = None
+    reports: list = field(default_factory=list)
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    def __post_init__(self) -> None:
+        self.ticket = next(_TICKETS)
+        self.limiter = self.limiter or shared_limiter()
+        self._cancel = threading.Event()
+        self._resume = threading.Event()
+        self._step_pending = self.start_paused
+        self._lock = threading.Lock()
+        self._last_seen = self.clock()
+        self._thread: threading.Thread | None = None
+        self._trainer = None  # set once training starts, so stop() can reach it
+        self._reason: str | None = None  # why it was stopped, when not by the user
+
+    # -- control, called from the page ------------------------------------------------------
+    def start(self) -> TrainingJob:
+        self._resume.set()
+        self._thread = threading.Thread(target=self._work, name=f"train-{self.ticket}",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def pause(self) -> None:
+        self._resume.clear()
+
+    def resume(self) -> None:
+        self._step_pending = False
+        self._resume.set()
+
+    def step(self) -> None:
+        """Train one more epoch, then pause again."""
+        self._step_pending = True
+        self._resume.set()
+
+    def stop(self, reason: str | None = None) -> None:
+        """Stop now, also in the middle of an epoch (or leave the queue); what was learnt stays."""
+        self._reason = reason or self._reason
+        self._cancel.set()
+        self._resume.set()
+        trainer = self._trainer
+        if trainer is not None:
+            trainer.stop()
+
+    def heartbeat(self) -> None:
+        """Called by the page each time it polls: the session is still there."""
+        self._last_seen = self.clock()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return not self.active
+
+    # -- what the page reads ------------------------------------------------------------------
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+    @property
+    def paused(self) -> bool:
+        return self.status == "paused"
+
+    @property
+    def queue_position(self) -> int | None:
+        return self.limiter.position(self.ticket) if self.status == "queued" else None
+
+    @property
+    def probe_labels(self):
+        """Identity of each probe image (numpy), once training has started."""
+        return None if self._trainer is None else self._trainer.probe_labels.numpy()
+
+    @property
+    def probe_is_test(self):
+        return None if self._trainer is None else self._trainer.probe_is_test.numpy()
+
+    @property
+    def latest(self):
+        with self._lock:
+            return self.reports[-1] if self.reports else None
+
+    def snapshot(self) -> list:
+        with self._lock:
+            return list(self.reports)
+
+    # -- the worker thread ----------------------------------------------------------------------
+    def _abandoned(self) -> bool:
+        return self.clock() - self._last_seen > HEARTBEAT_TIMEOUT_S
+
+    def _work(self) -> None:
+        from lab.train import train_run
+
+        watchdog = threading.Thread(target=self._watch, daemon=True)
+        watchdog.start()
+        if not self.limiter.acquire(self.ticket, self._cancel):
+            self.status = "cancelled"
+            self.message = self._reason or "cancelled while waiting for a free slot"
+            return
+        try:
+            self.status = "loading"
+            self.started_at = self.clock()
+            run, trainer = train_run(self.config, store=self.store, name=self.name,
+                                     on_report=self._on_report, on_start=self._on_start)
+            self.run_id = run.id
+            final = self.latest
+            self.status = final.status if final is not None and final.status != "running" else (
+                "stopped" if self._cancel.is_set() else "done")
+            self.message = final.message if final is not None else ""
+            if self._reason:
+                self.message = f"{self._reason}. {self.message}".strip()
+        except Exception as error:  # noqa: BLE001 - any failure becomes a message on the page
+            self.status = "failed"
+            self.message = _plain_failure(error)
+        finally:
+            self.finished_at = self.clock()
+            self.limiter.release(self.ticket)
+
+    def _on_start(self, run, trainer) -> None:
+        self.run_id = run.id
+        self._trainer = trainer
+        self.status = "running"
+        if self._cancel.is_set():
+            trainer.stop()
+
+    def _on_report(self, report) -> bool:
+        with self._lock:
+            self.reports.append(report)
+        if report.status != "running":
+            return True
+        if self._step_pending:
+            self._step_pending = False
+            self._resume.clear()
+        if not self._resume.is_set() and not self._cancel.is_set():
+            self.status = "paused"
+            self._resume.wait()
+            self.status = "running"
+        return not self._cancel.is_set()
+
+    def _watch(self) -> None:
+        """Stop a job whose page went away, so its slot and thread are freed."""
+        while self.status in ACTIVE:
+            if self._abandoned():
+                self.stop("The browser session went away, so training stopped")
+                return
+            time.sleep(1.0)
+
+
+
+def _plain_failure(error: Exception) -> str:
+    """A sentence a student can act on, not a traceback."""
+    text = str(error) or type(error).__name__
+    if "out of memory" in text.lower():
+        return ("The GPU ran out of memory. Try a smaller batch (fewer identities P or images K), "
+                "a smaller image size or a smaller network.")
+    return f"Training could not run: {text}"
+
+
+@dataclass
+class SweepJob:
+    """Several configs trained one after another ("as the loss and margin are varied").
+
+    Each config is an ordinary TrainingJob, so it queues fairly with other users' trainings and
+    is saved as its own run, tagged with the sweep's name in ``config.extra["sweep"]``.
+    """
+
+    configs: list[RunConfig]
+    store: object | None = None
+    limiter: TrainingLimiter | None = None
+    jobs: list[TrainingJob] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._cancel = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> SweepJob:
+        self._thread = threading.Thread(target=self._work, name="sweep", daemon=True)
+        self._thread.start()
+        return self
+
+    def _work(self) -> None:
+        for config in self.configs:
+            if self._cancel.is_set():
+                return
+            job = TrainingJob(config, store=self.store, limiter=self.limiter,
+                              name=f"{config.extra.get('sweep', 'sweep')} {config.loss} "
+                                   f"m={config.margin:g}")
+            self.jobs.append(job)
+            job.start().wait()
+
+    def heartbeat(self) -> None:
+        for job in self.jobs:
+            job.heartbeat()
+
+    def stop(self) -> None:
+        self._cancel.set()
+        for job in self.jobs:
+            job.stop()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return not self.active
+
+    @property
+    def active(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def done(self) -> int:
+        return sum(1 for job in self.jobs if not job.active)

@@ -1,0 +1,146 @@
+"""ROC & compare: runs and linear baselines side by side, and sweeps over the margin."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+import ui
+from lab import plots
+from lab.config import LOSSES as LOSS_NAMES
+from lab.config import problems
+from lab.data import DatasetError
+from lab.jobs import SweepJob
+from lab.losses import LOSSES
+from lab.views import (
+    baseline_verification,
+    config_differences,
+    probe_history,
+    runs_table,
+    sweep_rows,
+    verification_at,
+)
+
+BASELINES = {"pixels": "Raw pixels", "eigenfaces": "Eigenfaces (PCA)",
+             "fisherfaces": "Fisherfaces (LDA)"}
+SWEEP_KEY = "sweep_job"
+
+st.title("📈 ROC & compare")
+st.caption("Verification of people never seen in training: each curve trades false accepts "
+           "(FAR) against true accepts (TAR) as the threshold moves. Higher and further left "
+           "is better; face verification lives at the low-FAR end (log axis).")
+presenter = ui.presenter()
+store = ui.run_store()
+infos = [i for i in store.list() if i.status in ("done", "stopped", "diverged")]
+compare_tab, sweep_tab = st.tabs(["Compare runs", "Sweep the margin"])
+
+with compare_tab:
+    if not infos:
+        st.info("No finished run yet. Train one (or a sweep, in the next tab) first.")
+        st.page_link("pages/train.py", label="Go to Train", icon="🏋️")
+    else:
+        labels = {i.id: f"{i.name} · {i.config.loss if i.config else '?'}" for i in infos}
+        chosen_ids = st.multiselect("Runs", list(labels), default=list(labels)[:3],
+                                    format_func=labels.get, key="compare_runs")
+        baselines = st.multiselect("Baselines on the first run's data and split",
+                                   list(BASELINES), format_func=BASELINES.get,
+                                   key="compare_baselines")
+        log_far = st.toggle("Log FAR axis", value=True)
+        chosen = [i for i in infos if i.id in chosen_ids]
+        curves = []
+        for info in chosen:
+            run = store.load(info.id)
+            history = probe_history(run)
+            result = None if history is None else verification_at(
+                history, history.rounds - 1, run.config.energy, run.config.seed)
+            if result is not None:
+                curves.append({"name": info.name, "fpr": result.fpr, "tpr": result.tpr,
+                               "auc": result.auc, "eer": result.eer})
+        table = runs_table(chosen)
+        if baselines and chosen and chosen[0].config is not None:
+            base_config = chosen[0].config
+            cached = st.cache_data(baseline_verification, show_spinner="Fitting baselines ...",
+                                   max_entries=16, hash_funcs={type(base_config): repr})
+            for kind in baselines:
+                try:
+                    result = cached(base_config, kind)
+                except (DatasetError, ValueError) as error:
+                    st.warning(f"{BASELINES[kind]}: {error}")
+                    continue
+                curves.append({"name": BASELINES[kind], "fpr": result.fpr, "tpr": result.tpr,
+                               "auc": result.auc, "eer": result.eer})
+                tar = result.tar_at_far
+                table.append({"name": BASELINES[kind], "status": "baseline",
+                              "EER %": round(100 * result.eer, 2), "AUC": round(result.auc, 4),
+                              "TAR@1e-1 %": None if tar.get(0.1) is None
+                              else round(100 * tar[0.1], 2),
+                              "TAR@1e-2 %": None if tar.get(0.01) is None
+                              else round(100 * tar[0.01], 2),
+                              "rank-1 %": None if result.rank1 is None
+                              else round(100 * result.rank1, 2)})
+        if curves:
+            ui.show_figure(plots.roc_curves(curves, log_far=log_far, presenter=presenter),
+                           "roc-compare", key="roc")
+        if table:
+            st.dataframe(table, hide_index=True, width="stretch", column_order=(
+                "name", "loss", "margin", "energy", "EER %", "AUC", "TAR@1e-1 %", "TAR@1e-2 %",
+                "TAR@1e-3 %", "rank-1 %", "train s", "epochs"))
+        differences = config_differences([i.config for i in chosen])
+        if differences:
+            st.caption("These runs differ in: " + ", ".join(differences))
+
+with sweep_tab:
+    st.markdown("Train one loss at several margins and plot the test EER against the margin: "
+                "too small a margin does not separate impostors, too large cannot be met.")
+    sweep = st.session_state.get(SWEEP_KEY)
+    left, right = st.columns([1, 2])
+    with left:
+        losses = st.multiselect("Losses", LOSS_NAMES, default=["contrastive"],
+                                format_func=lambda n: LOSSES[n].title, key="sweep_losses")
+        margins_text = st.text_input("Margins", "0.1, 0.25, 0.5, 1, 1.5",
+                                     help="Comma-separated; the same list for every loss.")
+        epochs = st.slider("Epochs per run", 1, 50, 8, key="sweep_epochs")
+        try:
+            margins = sorted({float(m) for m in margins_text.replace(";", ",").split(",")
+                              if m.strip()})
+        except ValueError:
+            margins = []
+            st.error("Margins must be numbers separated by commas, e.g. 0.25, 0.5, 1.")
+        base = ui.config_from_url()
+        name = f"sweep-{len(st.session_state.get('sweeps', [])) + 1}"
+        configs = [base.replace(loss=loss, margin=m, epochs=epochs, extra={"sweep": name})
+                   for loss in losses for m in margins]
+        wrong = sorted({p for c in configs for p in problems(c)})
+        if wrong:
+            st.error(" ".join(wrong))
+        busy = sweep is not None and sweep.active
+        if st.button(f"Train {len(configs)} runs", type="primary",
+                     disabled=busy or not configs or bool(wrong) or len(configs) > 24):
+            sweep = SweepJob(configs, store=store).start()
+            st.session_state[SWEEP_KEY] = sweep
+            st.session_state.setdefault("sweeps", []).append(name)
+            st.rerun()
+        if len(configs) > 24:
+            st.caption("At most 24 runs per sweep.")
+        if busy and st.button("Stop the sweep"):
+            sweep.stop()
+        st.caption("The other settings (dataset, network, energy, seed ...) are the Train "
+                   "page's.")
+    with right:
+        @st.fragment(run_every=1.5 if sweep is not None and sweep.active else None)
+        def sweep_view() -> None:
+            current = st.session_state.get(SWEEP_KEY)
+            if current is None:
+                st.info("No sweep yet.")
+                return
+            current.heartbeat()
+            st.progress(current.done / max(len(current.configs), 1),
+                        text=f"{current.done} of {len(current.configs)} runs trained")
+            tag = current.configs[0].extra.get("sweep")
+            rows = sweep_rows(store.list(), tag)
+            if rows:
+                metric = st.radio("Metric", ("eer", "auc"), horizontal=True,
+                                  format_func=str.upper, key="sweep_metric")
+                ui.show_figure(plots.sweep_plot(rows, metric=metric, presenter=presenter),
+                               f"{tag}-{metric}", key="sweep_plot")
+
+        sweep_view()

@@ -1,0 +1,78 @@
+"""Embeddings: the map of a run's embedding, epoch by epoch, seen vs never-seen identities."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+import ui
+from lab import plots
+from lab.project import project_frames, umap_ready
+from lab.views import nearest_neighbours, probe_history, seen_mask
+
+st.title("🗺️ Embeddings")
+st.caption("Each point is a face image embedded by the network, placed on a 2-D map. Colour = "
+           "identity; filled circles are people seen in training, open diamonds people never "
+           "seen. Clusters forming for the open diamonds is metric learning working.")
+presenter = ui.presenter()
+
+info, run = ui.pick_run()
+if run is None:
+    st.stop()
+history = probe_history(run)
+if history is None:
+    st.info("This run has no saved epochs yet. Let it train for an epoch, then come back.")
+    st.stop()
+
+method = st.radio("Map", ("UMAP", "PCA", "t-SNE"), horizontal=True, key="map_method",
+                  help="UMAP keeps neighbourhoods; PCA is the linear view; t-SNE is slower.")
+chosen = method.lower().replace("-", "")
+if chosen == "umap" and not umap_ready():
+    st.info("UMAP is warming up (numba compiles once per server start); PCA meanwhile. "
+            "This switches by itself in a few seconds.")
+    chosen = "pca"
+
+
+@st.cache_data(show_spinner="Projecting every epoch ...", max_entries=32)
+def frames_for(embeddings: np.ndarray, method: str, seed: int) -> list[np.ndarray]:
+    return project_frames(list(embeddings), method=method, seed=seed)
+
+
+frames = frames_for(history.embeddings, chosen, run.config.seed)
+seen = seen_mask(history)
+epochs = [int(e) for e in history.epochs]
+names = None
+tab_slider, tab_play = st.tabs(["Epoch by epoch", "▶ Play"])
+with tab_slider:
+    round_index = st.select_slider("Epoch", options=list(range(len(epochs))),
+                                   value=len(epochs) - 1, format_func=lambda r: str(epochs[r]),
+                                   key="map_epoch") if len(epochs) > 1 else 0
+    selected = st.session_state.get("map_selected")
+    fig = plots.embedding_map(frames[round_index], history.labels, names, seen,
+                              title=f"{method} after epoch {epochs[round_index]}",
+                              highlight=selected, presenter=presenter)
+    event = st.plotly_chart(fig, width="stretch", key="map", on_select="rerun",
+                            selection_mode="points")
+    points = (event or {}).get("selection", {}).get("points", []) if event else []
+    if points and points[0].get("customdata") is not None:
+        st.session_state["map_selected"] = int(np.ravel(points[0]["customdata"])[0])
+        selected = st.session_state["map_selected"]
+    if selected is not None and selected < len(history.labels):
+        images = ui.probe_images(run, history)
+        neighbours = nearest_neighbours(history.at(round_index), selected, run.config.energy)
+        st.markdown(f"**Point {selected}**: identity {history.labels[selected]} · its nearest "
+                    f"neighbours at this epoch (energy {run.config.energy}):")
+        if images is not None:
+            picks = [selected] + [i for i, _ in neighbours]
+            same = [None] + [plots.COLORS["genuine"] if history.labels[i] ==
+                             history.labels[selected] else plots.COLORS["impostor"]
+                             for i, _ in neighbours]
+            captions = ["clicked"] + [f"E = {e:.3f}" for _, e in neighbours]
+            st.plotly_chart(plots.image_grid(images[picks], captions, border_colors=same),
+                            width="stretch", key="neighbours")
+            st.caption("Blue border: same identity (genuine); vermillion: another identity.")
+    else:
+        st.caption("Click a point to see its image and its nearest neighbours.")
+with tab_play:
+    fig = plots.embedding_animation(frames, history.labels, seen, epochs, presenter=presenter)
+    ui.show_figure(fig, f"{run.id}-embedding-animation", key="animation")

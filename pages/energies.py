@@ -1,0 +1,66 @@
+"""Energies: genuine vs impostor energies of unseen people, the margin and the threshold."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+import ui
+from lab import plots
+from lab.views import probe_history, verification_of
+
+st.title("📊 Energies")
+st.caption("For every pair of images of people never seen in training: the energy E (distance "
+           "between embeddings). Genuine pairs (same person) should sit left of the threshold, "
+           "impostors right of it, ideally beyond the margin. Where they overlap, the "
+           "verifier errs.")
+presenter = ui.presenter()
+
+info, run = ui.pick_run()
+if run is None:
+    st.stop()
+history = probe_history(run)
+if history is None:
+    st.info("This run has no saved epochs yet. Let it train for an epoch, then come back.")
+    st.stop()
+
+epochs = [int(e) for e in history.epochs]
+round_index = st.select_slider("Epoch", options=list(range(len(epochs))), value=len(epochs) - 1,
+                               format_func=lambda r: str(epochs[r]),
+                               key="energy_epoch") if len(epochs) > 1 else 0
+
+
+verification = st.cache_data(verification_of, max_entries=64)
+result = verification(history.at(round_index), history.labels, history.is_test,
+                      run.config.energy, run.config.seed, history.is_seen)
+if result is None:
+    st.warning("This run has fewer than two test identities: no genuine/impostor pairs to show.")
+    st.stop()
+
+genuine, impostor = result.genuine_energies, result.impostor_energies
+high = float(np.percentile(np.concatenate([genuine, impostor]), 99.5)) * 1.05
+start = float(result.threshold if np.isfinite(result.threshold) else result.eer_threshold)
+threshold = st.slider("Decision threshold (accept as the same person when E ≤ threshold)",
+                      0.0, max(high, start, 1e-3), value=min(start, max(high, start)),
+                      step=max(high, 1e-3) / 400, format="%.3f", key="threshold",
+                      help="Starts at the threshold chosen on the validation identities.")
+far, frr = plots.far_frr_at(threshold, genuine, impostor)
+cols = st.columns(5)
+cols[0].metric("FAR (impostors accepted)", f"{100 * far:.1f}%")
+cols[1].metric("FRR (genuine rejected)", f"{100 * frr:.1f}%")
+cols[2].metric("EER", f"{100 * result.eer:.1f}%")
+cols[3].metric("d′ (decidability)", f"{result.dprime:.2f}")
+cols[4].metric("pairs", f"{len(genuine)} / {len(impostor)}",
+               help="genuine / impostor pairs among the test identities")
+margin = run.config.margin if run.config.loss in ("contrastive", "triplet") else None
+fig = plots.energy_histogram(genuine, impostor, margin=margin, threshold=threshold,
+                             dprime=result.dprime, eer=result.eer, x_range=(0, high),
+                             title=f"Unseen identities after epoch {epochs[round_index]}",
+                             energy_label=f"energy E ({run.config.energy})", presenter=presenter)
+ui.show_figure(fig, f"{run.id}-energies-epoch{epochs[round_index]}", key="energies")
+if margin is not None:
+    st.caption(f"The green line is the margin m = {margin:g} of the {run.config.loss} loss: "
+               "impostors beyond it no longer contribute to the loss.")
+if not presenter:
+    with st.expander("The loss this run minimised"):
+        ui.loss_formula(run.config.loss)

@@ -1,0 +1,162 @@
+"""Streamlit glue shared by the pages: the run store, the training job, figure downloads, the
+formula-and-code panel and the presenter switch. Presentation only; the work is in `lab`."""
+
+from __future__ import annotations
+
+import inspect
+
+import streamlit as st
+
+from lab import plots
+from lab.losses import LOSSES
+from lab.runs import RunError, RunStore
+
+JOB_KEY = "training_job"
+CONFIG_KEY = "train_config"
+
+
+@st.cache_resource
+def run_store() -> RunStore:
+    """One RunStore per server process (its root comes from METRIC_LAB_RUNS or data/runs)."""
+    return RunStore()
+
+
+def current_job():
+    return st.session_state.get(JOB_KEY)
+
+
+def presenter() -> bool:
+    """The projector switch: hides controls and enlarges figures (kept in the URL)."""
+    on = st.query_params.get("presenter") == "1"
+    value = st.sidebar.toggle("Presenter mode", value=on,
+                              help="Hide the controls and enlarge the figures for a projector.")
+    if value != on:
+        if value:
+            st.query_params["presenter"] = "1"
+        else:
+            st.query_params.pop("presenter", None)
+    return value
+
+
+def show_figure(fig, name: str, key: str | None = None, on_select=None, **kwargs):
+    """Draw a figure with its download buttons (interactive HTML, and PNG when possible)."""
+    event = st.plotly_chart(fig, width="stretch", key=key, on_select=on_select or "ignore",
+                            **kwargs)
+    with st.popover("⬇ Download", help="Save this figure"):
+        st.download_button("Interactive HTML", plots.figure_to_html(fig), f"{name}.html",
+                           "text/html", key=f"html-{key or name}")
+        problem = plots.png_export_problem()
+        if problem:
+            st.caption(f"PNG export is not available here: {problem}")
+        elif st.button("Make PNG", key=f"png-make-{key or name}"):
+            png = plots.figure_to_png(fig)
+            if png is None:
+                st.caption(f"PNG export failed: {plots.png_export_problem()}")
+            else:
+                st.download_button("PNG", png, f"{name}.png", "image/png",
+                                   key=f"png-{key or name}")
+    return event
+
+
+def loss_formula(loss: str, expanded: bool = False) -> None:
+    """The loss's formula (LaTeX), its source, and the real `lab` code behind it."""
+    spec = LOSSES[loss]
+    st.latex(spec.latex)
+    st.caption(spec.source)
+    with st.expander("Show the code", expanded=expanded):
+        st.code(inspect.getsource(spec.function), language="python")
+
+
+def pick_run(label: str = "Run", key: str = "run", statuses: tuple[str, ...] | None = None):
+    """A run picker; tells the user what to do when there is no run yet. Returns (info, run)."""
+    from lab.views import run_label
+
+    store = run_store()
+    infos = [i for i in store.list() if i.status != "corrupt"
+             and (statuses is None or i.status in statuses)]
+    if not infos:
+        st.info("No trained run yet. Train one first: it takes a few seconds.")
+        st.page_link("pages/train.py", label="Go to Train", icon="🏋️")
+        return None, None
+    wanted = st.query_params.get("run")
+    ids = [i.id for i in infos]
+    index = ids.index(wanted) if wanted in ids else 0
+    info = st.selectbox(label, infos, index=index, format_func=run_label, key=key)
+    if info.id != wanted:
+        st.query_params["run"] = info.id
+    try:
+        return info, store.load(info.id)
+    except RunError as error:
+        st.error(f"This run cannot be opened: {error}")
+        return info, None
+
+
+def sidebar_status() -> None:
+    """A small live line in the sidebar of every page while a training runs, which also tells
+    the job that this browser session is still there."""
+    job = current_job()
+    if job is None:
+        return
+
+    @st.fragment(run_every=2.0 if job.active else None)
+    def _status() -> None:
+        job.heartbeat()
+        latest = job.latest
+        if job.status == "queued":
+            st.caption(f"⏳ Waiting for a free training slot: place {job.queue_position or 1}")
+        elif job.active and latest is not None:
+            st.caption(f"🏋️ Training: epoch {latest.epoch}/{latest.epochs} ({job.status})")
+        elif job.active:
+            st.caption("🏋️ Preparing the data ...")
+
+    with st.sidebar:
+        _status()
+
+
+@st.cache_resource
+def _umap_warm_up_thread():
+    """Started once per server process: compiles UMAP's numba code in the background."""
+    import threading
+
+    from lab.project import warm_up_umap
+
+    thread = threading.Thread(target=warm_up_umap, name="umap-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
+def warm_up_umap_in_background() -> None:
+    _umap_warm_up_thread()
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the dataset ...")
+def dataset_for(config_json: str):
+    """The dataset a run was trained on (kept in memory, shared by all sessions)."""
+    from lab.config import RunConfig
+    from lab.data import load_for_config
+
+    return load_for_config(RunConfig.from_json(config_json))
+
+
+def probe_images(run, history):
+    """The images behind a run's probe embeddings ([P, C, H, W] numpy), or None."""
+    from lab.data import DatasetError
+
+    if history.indices is None:
+        return None
+    try:
+        faces = dataset_for(run.config.to_json())
+    except (DatasetError, OSError) as error:
+        st.caption(f"The images of this run's dataset are not available here: {error}")
+        return None
+    return faces.images[history.indices].numpy()
+
+
+def config_from_url():
+    """The Train page's configuration as the URL (or this session's widgets) holds it."""
+    from lab.config import RunConfig
+    from lab.urlstate import config_from_query
+
+    if CONFIG_KEY in st.session_state:
+        return st.session_state[CONFIG_KEY]
+    return config_from_query(st.query_params.to_dict())[0] if st.query_params else RunConfig()

@@ -1,0 +1,118 @@
+"""The live part of the Train page: polls the background job and redraws in place."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+import ui
+from lab import plots
+from lab.energy import energy_bound
+from lab.views import eta_seconds, live_map, pair_energies, verification_of
+
+
+def _final_curves(job, config):
+    """ROC of the finished run on its test identities, from the last probe embeddings."""
+    report = job.latest
+    labels, is_test = job.probe_labels, job.probe_is_test
+    if report is None or report.probe_embeddings is None or labels is None:
+        return None
+    return verification_of(report.probe_embeddings, labels, is_test, config.energy,
+                           config.seed, job.probe_is_seen)
+
+
+def live_view(job, config, presenter: bool = False) -> None:
+    if job is None:
+        st.info("Press **▶ Run** to train with the settings on the left, or **⏭ Step** to "
+                "train one epoch at a time. The loss curve, the embedding map of unseen "
+                "identities and their energy histograms appear here as it learns.")
+        return
+
+    @st.fragment(run_every=1.0 if job.active else None)
+    def _live() -> None:
+        job.heartbeat()
+        cache = st.session_state.setdefault("live_cache", {"epoch": None, "points": None})
+        reports = job.snapshot()
+        latest = reports[-1] if reports else None
+        if job.status == "queued":
+            st.info(f"⏳ Every training slot is busy. You are number {job.queue_position or 1} "
+                    "in the queue; training starts by itself.")
+            st.button("Cancel", on_click=job.stop, key="cancel-queued")
+            return
+        if latest is None:
+            if job.active:
+                st.info("Preparing the data and the network ...")
+            else:
+                st.error(job.message or f"Training {job.status}.")
+            return
+        eta = eta_seconds(reports)
+        text = (f"Epoch {latest.epoch}/{latest.epochs} · {latest.images_per_second:,.0f} "
+                f"images/s · {latest.elapsed:.1f} s")
+        if job.active and eta is not None:
+            text += f" · about {eta:.0f} s left"
+        st.progress(min(1.0, latest.epoch / max(latest.epochs, 1)), text=text)
+        if job.status == "paused":
+            st.caption("⏸ Paused. Resume, Step one epoch, or Stop.")
+        if job.status == "diverged":
+            st.error(f"**The run diverged.** {latest.message}")
+        elif job.status in ("failed", "cancelled"):
+            st.error(job.message)
+        elif job.status == "stopped":
+            st.warning(f"Stopped: what was learnt is kept. {latest.message}".strip())
+        metrics = st.columns(4)
+        metrics[0].metric("Loss", f"{latest.loss:.4f}")
+        metrics[1].metric("Active pairs/triplets", f"{100 * latest.active_fraction:.0f}%")
+        metrics[2].metric("Mean genuine E", f"{latest.mean_genuine:.3f}")
+        metrics[3].metric("Mean impostor E", f"{latest.mean_impostor:.3f}")
+
+        left, middle, right = st.columns(3)
+        epochs = [r.epoch for r in reports]
+        with left:
+            fig = plots.loss_curve(epochs, [r.loss for r in reports],
+                                   active_fraction=[r.active_fraction for r in reports],
+                                   presenter=presenter)
+            st.plotly_chart(fig, width="stretch", key="live-loss")
+        emb = latest.probe_embeddings
+        labels, is_test = job.probe_labels, job.probe_is_test
+        if emb is not None and labels is not None:
+            if cache["epoch"] != latest.epoch:
+                cache["points"] = live_map(emb, cache["points"], seed=config.seed)
+                cache["epoch"] = latest.epoch
+            with middle:
+                fig = plots.embedding_map(cache["points"], labels, seen_mask=np.zeros_like(
+                    is_test), title=f"Unseen identities, epoch {latest.epoch} (PCA)",
+                    presenter=presenter)
+                st.plotly_chart(fig, width="stretch", key="live-map")
+            genuine, impostor = pair_energies(emb, labels, config.energy, 5000, config.seed)
+            bound = energy_bound(config.energy, emb.shape[1]) if config.normalize else None
+            margin = config.margin if config.loss in ("contrastive", "triplet") else None
+            with right:
+                fig = plots.energy_histogram(genuine, impostor, margin=margin,
+                                             x_range=(0, bound) if bound else None,
+                                             title=f"Energies of unseen pairs, epoch "
+                                             f"{latest.epoch}", presenter=presenter)
+                st.plotly_chart(fig, width="stretch", key="live-hist")
+        if not job.active:
+            result = _final_curves(job, config)
+            if result is not None:
+                st.subheader("Verification of people never seen in training")
+                cols = st.columns(5)
+                cols[0].metric("EER", f"{100 * result.eer:.1f}%")
+                cols[1].metric("AUC", f"{result.auc:.3f}")
+                tar = result.tar_at_far.get(0.01)
+                cols[2].metric("TAR @ FAR 1%", "n/a" if tar is None else f"{100 * tar:.1f}%")
+                cols[3].metric("d′", f"{result.dprime:.2f}")
+                cols[4].metric("Rank-1", "n/a" if result.rank1 is None
+                               else f"{100 * result.rank1:.0f}%")
+                roc = plots.roc_curves([{"name": config.loss, "fpr": result.fpr,
+                                         "tpr": result.tpr, "auc": result.auc,
+                                         "eer": result.eer}], presenter=presenter)
+                ui.show_figure(roc, "roc", key="live-roc")
+                st.page_link("pages/embeddings.py", label="Explore the embedding", icon="🗺️")
+                st.page_link("pages/energies.py", label="Energies epoch by epoch", icon="📊")
+        if cache.get("was_active") and not job.active:
+            cache["was_active"] = False
+            st.rerun(scope="app")
+        cache["was_active"] = job.active
+
+    _live()
