@@ -39,6 +39,8 @@ COLORS: dict[str, str] = {
     "semi-hard": "#E69F00",
     "hard": "#D55E00",
     "chance": "#AAAAAA",
+    "satisfies": "#1B7837",  # a run's pair of pairs on the right side of the margin line
+    "violates": "#B2182B",  # ... and on the wrong side
 }
 
 # Qualitative palette for identities (colour i = identity i modulo its length): Plotly's Dark24
@@ -52,6 +54,9 @@ IDENTITY_PALETTE: tuple[str, ...] = (
     "#90AD1C", "#F6222E", "#1CFFCE", "#2ED9FF", "#B10DA1", "#C075A6", "#FC1CBF", "#B00068",
     "#FBE426", "#FA0087",
 )  # fmt: skip
+
+# Contours of H: white valley (low H) to grey-blue hills, light enough for arrows and shading.
+H_COLORSCALE = [[0.0, "#FFFFFF"], [0.5, "#D6E0EA"], [1.0, "#8FA6BF"]]
 
 SEEN_SYMBOL = "circle"
 UNSEEN_SYMBOL = "diamond-open"
@@ -144,7 +149,8 @@ def loss_curve(
     fig.update_xaxes(title_text="epoch")
     if secondary:
         fig.update_yaxes(title_text="loss", secondary_y=False)
-        fig.update_yaxes(title_text="fraction", range=[0, 1], secondary_y=True, showgrid=False)
+        fig.update_yaxes(title_text="fraction", range=[0, 1], secondary_y=True, showgrid=False,
+                         tickmode="linear", tick0=0, dtick=0.2, tickformat=".0%")  # fmt: skip
     else:
         fig.update_yaxes(title_text="loss")
     if loss_arr.size == 0:
@@ -382,7 +388,7 @@ def embedding_animation(
             ],
         )],
         sliders=[dict(
-            active=0, x=0.18, len=0.82, y=-0.02, yanchor="top", currentvalue=dict(prefix="epoch "),
+            active=0, x=0.3, len=0.7, y=-0.02, yanchor="top", currentvalue=dict(prefix="epoch "),
             steps=[dict(label=str(epoch), method="animate",
                         args=[[str(epoch)], dict(mode="immediate", frame=dict(duration=0),
                                                  transition=dict(duration=0))])
@@ -682,6 +688,25 @@ def _arrow_segments(
     return xs, ys
 
 
+def _above_line_in_box(
+    offset: float, x_low: float, x_high: float, y_low: float, y_high: float
+) -> tuple[list[float], list[float]]:
+    """Polygon of {y >= x + offset} inside the box (Sutherland-Hodgman against one edge)."""
+    box = [(x_low, y_low), (x_high, y_low), (x_high, y_high), (x_low, y_high)]
+    inside = [y - x - offset >= 0 for x, y in box]
+    out: list[tuple[float, float]] = []
+    for k, (point, keep) in enumerate(zip(box, inside, strict=True)):
+        nxt, keep_next = box[(k + 1) % 4], inside[(k + 1) % 4]
+        if keep:
+            out.append(point)
+        if keep != keep_next:
+            (x0, y0), (x1, y1) = point, nxt
+            f0, f1 = y0 - x0 - offset, y1 - x1 - offset
+            t = f0 / (f0 - f1)
+            out.append((x0 + t * (x1 - x0), y0 + t * (y1 - y0)))
+    return [p[0] for p in out], [p[1] for p in out]
+
+
 def geometry_plane(
     e_genuine: np.ndarray,
     e_impostor: np.ndarray,
@@ -727,23 +752,21 @@ def geometry_plane(
     fig = go.Figure()
     fig.add_trace(
         go.Contour(
-            x=eg, y=ei, z=z, name="H", colorscale="Blues", reversescale=True, ncontours=24,
+            x=eg, y=ei, z=z, name="H", colorscale=H_COLORSCALE, ncontours=24,
             contours=dict(coloring="heatmap", showlines=True), line=dict(width=0.6),
             colorbar=dict(title=dict(text="log₁₀ H" if log_h else "H"), thickness=14),
             hovertemplate="E_G %{x:.3g}<br>E_I %{y:.3g}<br>H %{z:.3g}<extra></extra>",
             opacity=0.9,
         )
     )  # fmt: skip
-    # Half-plane E_I > E_G + m, clipped to the drawn square.
+    # Half-plane E_I > E_G + m, clipped to the drawn box.
     line_x = np.array([x_low, x_high])
     line_y = line_x + margin
-    polygon_x = [x_low, x_high, x_high, x_low]
-    polygon_y = [max(x_low + margin, y_low), max(x_high + margin, y_low), y_high, y_high]
-    polygon_y = [min(v, y_high) for v in polygon_y]
+    polygon_x, polygon_y = _above_line_in_box(margin, x_low, x_high, y_low, y_high)
     fig.add_trace(
         go.Scatter(
             x=polygon_x, y=polygon_y, fill="toself", mode="none", name="E_G + m < E_I",
-            fillcolor="rgba(0,158,115,0.18)", hoverinfo="skip",
+            fillcolor="rgba(0,158,115,0.20)", hoverinfo="skip",
         )
     )  # fmt: skip
     fig.add_trace(
@@ -766,8 +789,8 @@ def geometry_plane(
     if points is not None:
         p_g, p_i = _as_1d(points[0]), _as_1d(points[1])
         ok = p_g + margin < p_i
-        for mask, label, color in ((ok, "pairs with E_G + m < E_I", COLORS["genuine"]),
-                                   (~ok, "pairs violating it", COLORS["impostor"])):  # fmt: skip
+        for mask, label, color in ((ok, "pairs with E_G + m < E_I", COLORS["satisfies"]),
+                                   (~ok, "pairs violating it", COLORS["violates"])):  # fmt: skip
             fig.add_trace(
                 go.Scatter(
                     x=p_g[mask], y=p_i[mask], mode="markers", name=label,
