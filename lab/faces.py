@@ -375,6 +375,21 @@ def _detect_at(gray: np.ndarray, scale: float, detector: str) -> list[FaceBox]:
     return boxes
 
 
+def _detection_scales(long_side: int) -> list[float]:
+    """Scales to try, cheapest first. dlib's HOG window is 80 pixels (Haar's 24), so a face
+    is found when it is at least that big at the scale tried:
+
+    - large photos: long side DETECT_SIDE, then twice that for faces further away;
+    - ordinary photos (webcam 640x480): as they are, then enlarged to DETECT_SIDE;
+    - small photos (AT&T's 92x112): enlarged to DETECT_SIDE, at most MAX_UPSCALE times.
+    """
+    if long_side > DETECT_SIDE:
+        return [DETECT_SIDE / long_side, min(2 * DETECT_SIDE / long_side, 1.0)]
+    if long_side >= DETECT_SIDE / 2:
+        return [1.0, DETECT_SIDE / long_side]
+    return [min(DETECT_SIDE / long_side, MAX_UPSCALE)]
+
+
 def _landmarks(gray: np.ndarray, box: FaceBox) -> tuple[tuple[float, float], ...] | None:
     predictor = _shape_predictor()
     if predictor is None:
@@ -388,10 +403,9 @@ def _landmarks(gray: np.ndarray, box: FaceBox) -> tuple[tuple[float, float], ...
 def detect_faces(image: Image.Image, detector: str = "auto") -> Faces:
     """Every face in the photo, largest first, with 5-point landmarks when dlib has them.
 
-    The photo is scaled so its long side is about DETECT_SIDE pixels (enlarged at most
-    MAX_UPSCALE times: dlib's HOG window is 80 pixels, so small photos such as AT&T's 92x112
-    need it); when nothing is found in a large photo, a second pass looks at twice that size
-    for faces further away. The result's `.detector` names the detector that ran.
+    Cheap pass first, then a finer one only when nothing was found (see _detection_scales):
+    a webcam selfie costs one pass at its own size. The result's `.detector` names the
+    detector that ran.
     """
     if detector == "auto":
         detector = best_detector()
@@ -400,11 +414,11 @@ def detect_faces(image: Image.Image, detector: str = "auto") -> Faces:
     if detector == "dlib-hog" and _dlib() is None:
         raise ValueError("dlib is not installed: use 'opencv-haar' or pip install dlib-bin")
     gray = _gray_array(image)
-    long_side = max(gray.shape)
-    scale = min(DETECT_SIDE / long_side, MAX_UPSCALE)
-    boxes = _detect_at(gray, scale, detector)
-    if not boxes and long_side > DETECT_SIDE:
-        boxes = _detect_at(gray, min(2 * DETECT_SIDE / long_side, 1.0), detector)
+    boxes: list[FaceBox] = []
+    for scale in _detection_scales(max(gray.shape)):
+        boxes = _detect_at(gray, scale, detector)
+        if boxes:
+            break
     boxes.sort(key=lambda b: (-b.area, -b.score))
     if detector == "dlib-hog" and has_landmarks():
         boxes = [FaceBox(b.x, b.y, b.w, b.h, b.score, _landmarks(gray, b)) for b in boxes]
