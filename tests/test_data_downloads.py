@@ -221,3 +221,10 @@ def test_data_list_command_prints_every_dataset(data_home):
     for name in DATASET_NAMES:
         assert name in text
     assert "needs download" in text and "offline" in text and "size:" in text
+
+
+def test_load_for_config_ignores_extra_keys_of_other_modules():
+    config = RunConfig(num_identities=3, images_per_identity=2, extra={"width": 64,
+                                                                      "per_identity": 9,
+                                                                      "channels": 1})
+    assert load_for_config(config).images.shape == (6, 1, 32, 32)

@@ -158,6 +158,15 @@ def _no_more(name: str, options: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
+# RunConfig.extra keys that reach the loader, per dataset (other keys belong to other modules).
+_EXTRA_OPTIONS = {
+    "synthetic": ("channels",), "folder": ("channels",), "lfw": ("min_faces_per_person",
+                                                                   "color", "download"),
+    "olivetti": ("download",), "mnist": ("per_identity", "download"),
+    "fashion-mnist": ("per_identity", "download"),
+}
+
+
 def load_for_config(config) -> FaceSet:
     """The FaceSet a RunConfig asks for (lab.config.RunConfig fields mapped to options)."""
     options: dict[str, Any] = {}
@@ -168,7 +177,7 @@ def load_for_config(config) -> FaceSet:
     elif config.dataset in ("att", "folder"):
         options["data_dir"] = config.data_dir
     extra = getattr(config, "extra", None) or {}
-    for key in ("min_faces_per_person", "per_identity", "channels", "download"):
+    for key in _EXTRA_OPTIONS.get(config.dataset, ()):
         if key in extra:
             options[key] = extra[key]
     return load_dataset(config.dataset, image_size=config.image_size, seed=config.seed, **options)
