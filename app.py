@@ -7,14 +7,14 @@ import ui
 st.set_page_config(page_title="Metric Lab", page_icon="📏", layout="wide")
 
 PAGES = [
-    st.Page("pages/home.py", title="Home", icon="🏠", url_path="home", default=True),
-    st.Page("pages/train.py", title="Train", icon="🏋️", url_path="train"),
-    st.Page("pages/embeddings.py", title="Embeddings", icon="🗺️", url_path="embeddings"),
-    st.Page("pages/energies.py", title="Energies", icon="📊", url_path="energies"),
-    st.Page("pages/geometry.py", title="Margin geometry", icon="📐", url_path="geometry"),
-    st.Page("pages/compare.py", title="ROC & compare", icon="📈", url_path="compare"),
-    st.Page("pages/verify.py", title="Verify a pair", icon="🪪", url_path="verify"),
-    st.Page("pages/lessons.py", title="Lessons", icon="🎓", url_path="lessons"),
+    st.Page("app_pages/home.py", title="Home", icon="🏠", url_path="home", default=True),
+    st.Page("app_pages/train.py", title="Train", icon="🏋️", url_path="train"),
+    st.Page("app_pages/embeddings.py", title="Embeddings", icon="🗺️", url_path="embeddings"),
+    st.Page("app_pages/energies.py", title="Energies", icon="📊", url_path="energies"),
+    st.Page("app_pages/geometry.py", title="Margin geometry", icon="📐", url_path="geometry"),
+    st.Page("app_pages/compare.py", title="ROC & compare", icon="📈", url_path="compare"),
+    st.Page("app_pages/verify.py", title="Verify a pair", icon="🪪", url_path="verify"),
+    st.Page("app_pages/lessons.py", title="Lessons", icon="🎓", url_path="lessons"),
 ]
 
 page = st.navigation(PAGES)

@@ -76,7 +76,7 @@ def pick_run(label: str = "Run", key: str = "run", statuses: tuple[str, ...] | N
              and (statuses is None or i.status in statuses)]
     if not infos:
         st.info("No trained run yet. Train one first: it takes a few seconds.")
-        st.page_link("pages/train.py", label="Go to Train", icon="🏋️")
+        st.page_link("app_pages/train.py", label="Go to Train", icon="🏋️")
         return None, None
     wanted = st.query_params.get("run")
     ids = [i.id for i in infos]

@@ -108,8 +108,8 @@ def live_view(job, config, presenter: bool = False) -> None:
                                          "tpr": result.tpr, "auc": result.auc,
                                          "eer": result.eer}], presenter=presenter)
                 ui.show_figure(roc, "roc", key="live-roc")
-                st.page_link("pages/embeddings.py", label="Explore the embedding", icon="🗺️")
-                st.page_link("pages/energies.py", label="Energies epoch by epoch", icon="📊")
+                st.page_link("app_pages/embeddings.py", label="Explore the embedding", icon="🗺️")
+                st.page_link("app_pages/energies.py", label="Energies epoch by epoch", icon="📊")
         if cache.get("was_active") and not job.active:
             cache["was_active"] = False
             st.rerun(scope="app")

@@ -36,7 +36,7 @@ compare_tab, sweep_tab = st.tabs(["Compare runs", "Sweep the margin"])
 with compare_tab:
     if not infos:
         st.info("No finished run yet. Train one (or a sweep, in the next tab) first.")
-        st.page_link("pages/train.py", label="Go to Train", icon="🏋️")
+        st.page_link("app_pages/train.py", label="Go to Train", icon="🏋️")
     else:
         labels = {i.id: f"{i.name} · {i.config.loss if i.config else '?'}" for i in infos}
         chosen_ids = st.multiselect("Runs", list(labels), default=list(labels)[:3],

@@ -21,9 +21,9 @@ device = pick_device("auto")
 left, right = st.columns([1, 1.3], gap="large")
 with left:
     st.subheader("Start here")
-    st.page_link("pages/train.py", label="Train a model on synthetic faces", icon="🏋️")
-    st.page_link("pages/geometry.py", label="Why a margin? The margin geometry", icon="📐")
-    st.page_link("pages/verify.py", label="Verify two photos", icon="🪪")
+    st.page_link("app_pages/train.py", label="Train a model on synthetic faces", icon="🏋️")
+    st.page_link("app_pages/geometry.py", label="Why a margin? The margin geometry", icon="📐")
+    st.page_link("app_pages/verify.py", label="Verify two photos", icon="🪪")
     st.metric("Training device", describe_device(device))
     if device.type == "cpu":
         st.caption("No GPU found: training runs on the CPU (the default runs take seconds).")
@@ -41,4 +41,4 @@ for index, lesson in enumerate(LESSONS.values()):
     with columns[index % 4], st.container(border=True):
         st.markdown(f"**{index + 1}. {lesson.title}**")
         st.caption(lesson.summary)
-        st.page_link("pages/lessons.py", label="Open", query_params={"lesson": lesson.key})
+        st.page_link("app_pages/lessons.py", label="Open", query_params={"lesson": lesson.key})

@@ -1,0 +1,68 @@
+"""The app in a real browser: Debian chromium driven by Playwright against `streamlit run`.
+
+Screenshots of every page are saved under the test's temporary folder (and, when
+METRIC_LAB_SHOTS names a folder, copied there to be looked at).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+EXCEPTION = '[data-testid="stException"]'
+PAGES = ("embeddings", "energies", "geometry", "compare", "verify", "lessons")
+
+
+def shoot(page, tmp_path: Path, name: str) -> Path:
+    path = tmp_path / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    target = os.environ.get("METRIC_LAB_SHOTS")
+    if target:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, Path(target) / path.name)
+    return path
+
+
+def wait_for_app(page) -> None:
+    page.wait_for_selector('[data-testid="stApp"]')
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=90_000)
+
+
+def test_home_page_renders(app_server, page, tmp_path):
+    page.goto(app_server.url)
+    wait_for_app(page)
+    page.get_by_role("heading", name="Metric Lab").first.wait_for()
+    assert page.title() == "Metric Lab" or "Metric Lab" in page.title()
+    page.get_by_text("Synthetic faces").first.wait_for()
+    assert page.locator(EXCEPTION).count() == 0
+    shoot(page, tmp_path, "home")
+
+
+def test_train_live_then_every_page(app_server, page, tmp_path):
+    page.goto(f"{app_server.url}/train?epochs=8")
+    wait_for_app(page)
+    page.get_by_role("button", name="▶ Run").click()
+    progress = page.locator('[data-testid="stProgress"]').first
+    progress.wait_for(timeout=120_000)
+    page.get_by_text("Epoch 2/8").first.wait_for(timeout=120_000)
+    page.get_by_role("button", name="⏸ Pause").click()
+    page.get_by_text("Paused").first.wait_for(timeout=60_000)
+    shoot(page, tmp_path, "train-paused")
+    page.get_by_role("button", name="▶ Resume").click()
+    page.get_by_text("Verification of people never seen in training").wait_for(timeout=180_000)
+    assert page.locator(EXCEPTION).count() == 0
+    for chart in ("live-loss", "live-map", "live-hist"):
+        assert page.locator(f".st-key-{chart} .js-plotly-plot").count() == 1, chart
+    shoot(page, tmp_path, "train")
+    for name in PAGES:
+        page.goto(f"{app_server.url}/{name}")
+        wait_for_app(page)
+        page.wait_for_timeout(1500)
+        assert page.locator(EXCEPTION).count() == 0, f"exception on the {name} page"
+        shoot(page, tmp_path, name)
