@@ -32,6 +32,7 @@ import numpy as np
 METHODS = ("umap", "pca", "tsne")
 MIN_POINTS_FOR_NEIGHBOURS = 5  # fewer (distinct) points than this: every method falls back to PCA
 
+EXACT_KNN_MAX_POINTS = 20_000
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 _warm_lock = threading.Lock()
 _umap_ready = False
@@ -85,20 +86,27 @@ def _pca(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def exact_knn(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def exact_knn(x: np.ndarray, k: int, block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """Exact k nearest neighbours (Euclidean) with each point its own first neighbour, as
-    umap-learn expects: (indices int64 [N, k], distances float32 [N, k])."""
+    umap-learn expects: (indices int64 [N, k], distances float32 [N, k]). Rows are done in
+    blocks so memory stays at block x N."""
     x64 = x.astype(np.float64)
+    n = len(x64)
     sq = np.einsum("ij,ij->i", x64, x64)
-    d2 = sq[:, None] + sq[None, :] - 2.0 * (x64 @ x64.T)
-    np.maximum(d2, 0.0, out=d2)
-    np.fill_diagonal(d2, -1.0)  # self first even among duplicates
-    idx = np.argpartition(d2, k - 1, axis=1)[:, :k]
-    part = np.take_along_axis(d2, idx, axis=1)
-    order = np.argsort(part, axis=1, kind="stable")
-    idx = np.take_along_axis(idx, order, axis=1)
-    dist = np.sqrt(np.maximum(np.take_along_axis(part, order, axis=1), 0.0))
-    return idx.astype(np.int64), dist.astype(np.float32)
+    indices = np.empty((n, k), dtype=np.int64)
+    distances = np.empty((n, k), dtype=np.float32)
+    for start in range(0, n, block):
+        rows = slice(start, min(start + block, n))
+        d2 = sq[rows, None] + sq[None, :] - 2.0 * (x64[rows] @ x64.T)
+        np.maximum(d2, 0.0, out=d2)
+        local = np.arange(d2.shape[0])
+        d2[local, local + start] = -1.0  # self first, even among duplicates
+        idx = np.argpartition(d2, k - 1, axis=1)[:, :k]
+        part = np.take_along_axis(d2, idx, axis=1)
+        order = np.argsort(part, axis=1, kind="stable")
+        indices[rows] = np.take_along_axis(idx, order, axis=1)
+        distances[rows] = np.sqrt(np.maximum(np.take_along_axis(part, order, axis=1), 0.0))
+    return indices, distances
 
 
 def _umap_epochs(n: int, warm_start: bool) -> int:
@@ -160,7 +168,8 @@ def _umap(x: np.ndarray, seed: int, init: np.ndarray | None) -> np.ndarray:
     umap = _import_umap()
     n = len(x)
     k = min(15, n - 1)
-    knn_indices, knn_dists = exact_knn(x, k)
+    # Exact neighbours up to EXACT_KNN_MAX_POINTS (seconds at 20,000); beyond, umap's NN-descent.
+    knn = exact_knn(x, k) + (None,) if n <= EXACT_KNN_MAX_POINTS else (None, None, None)
     warm = init is not None
     start = np.asarray(init, dtype=np.float32) if warm else _pca(x).astype(np.float32)
     if np.ptp(start, axis=0).min() <= 0:  # a degenerate start (a line or a point): spread it
@@ -174,7 +183,7 @@ def _umap(x: np.ndarray, seed: int, init: np.ndarray | None) -> np.ndarray:
         n_epochs=_umap_epochs(n, warm),
         learning_rate=0.5 if warm else 1.0,  # a warm start should move, not scramble
         random_state=seed,
-        precomputed_knn=(knn_indices, knn_dists, None),
+        precomputed_knn=knn,
         low_memory=True,
         n_jobs=1,
         verbose=False,
@@ -209,6 +218,12 @@ def _tsne(x: np.ndarray, seed: int, init: np.ndarray | None) -> np.ndarray:
         return np.asarray(tsne.fit_transform(x), dtype=np.float64)
 
 
+def _distinct_rows(x: np.ndarray) -> int:
+    """Number of distinct rows (a collapsed embedding, e.g. the naive loss, has one)."""
+    rows = np.ascontiguousarray(x).view(np.dtype((np.void, x.dtype.itemsize * x.shape[1])))
+    return len(np.unique(rows.reshape(-1)))
+
+
 def project(
     embeddings: np.ndarray,
     method: str = "umap",
@@ -231,8 +246,8 @@ def project(
             init = None  # a stale or broken previous frame: start afresh rather than fail
     if n == 0:
         return np.zeros((0, 2))
-    distinct = len(np.unique(x, axis=0)) if n <= 50_000 else n
-    if method == "pca" or n < MIN_POINTS_FOR_NEIGHBOURS or distinct < MIN_POINTS_FOR_NEIGHBOURS:
+    few = MIN_POINTS_FOR_NEIGHBOURS
+    if method == "pca" or n < few or _distinct_rows(x) < few:
         return _pca(x)
     from threadpoolctl import threadpool_limits
 

@@ -102,6 +102,14 @@ def test_exact_knn_puts_self_first_even_among_duplicates() -> None:
     np.testing.assert_allclose(dist[0], [0, 0, 0])
 
 
+def test_exact_knn_blocks_match_brute_force() -> None:
+    x = clusters(n_per=5, k=3)
+    brute = np.linalg.norm(x[:, None] - x[None], axis=-1)
+    idx, dist = P.exact_knn(x, 4, block=4)
+    np.testing.assert_array_equal(idx[:, 0], np.arange(15))
+    np.testing.assert_allclose(dist, np.sort(brute, axis=1)[:, :4], atol=1e-4)
+
+
 def test_numba_cache_dir_follows_metric_lab_data(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("METRIC_LAB_DATA", str(tmp_path))
     assert P.numba_cache_dir() == tmp_path / "cache" / "numba"
