@@ -82,6 +82,8 @@ def _accuracy_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write the result to this JSON file")
     parser.add_argument("--fold-only", type=int, default=None,
                         help="run one fold only (quick checks)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True,
                         help="also evaluate raw pixels on the same folds")
     add_config_options(parser)
@@ -94,6 +96,8 @@ def accuracy(args: argparse.Namespace) -> dict:
     from lab.data import load_for_config
     from lab.train import Trainer
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     base = config_from_args(args, RunConfig(dataset="att", epochs=MAX_EPOCHS))
     faceset = load_for_config(base)
     folds = range(base.folds) if args.fold_only is None else [args.fold_only]

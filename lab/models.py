@@ -16,6 +16,7 @@ bounds every energy and keeps the margin meaningful. Classifier losses (ArcFace,
 keep their class weights in the loss criterion, never here: the model only embeds.
 
 Width: ``config.extra["width"]`` (default 32 channels for cnn/resnet, 256 units for mlp).
+``config.extra["init_scale"]`` multiplies the initial head weights (a collapsed start).
 """
 
 from __future__ import annotations
@@ -130,12 +131,22 @@ def build_model(config: RunConfig, in_channels: int, image_size: int | tuple[int
     flat = in_channels * height * width_px
     width = int((config.extra or {}).get("width", 256 if config.network == "mlp" else 32))
     if config.network == "linear":
-        return LinearMetric(flat, dim, normalize)
-    if config.network == "mlp":
-        return EmbeddingNet(_mlp_body(flat, width), width, dim, normalize, "mlp")
-    if config.network == "cnn":
-        return EmbeddingNet(_cnn_body(in_channels, width), 2 * width * 16, dim, normalize, "cnn")
-    return EmbeddingNet(_resnet_body(in_channels, width), 4 * width, dim, normalize, "resnet")
+        model: EmbeddingNet = LinearMetric(flat, dim, normalize)
+    elif config.network == "mlp":
+        model = EmbeddingNet(_mlp_body(flat, width), width, dim, normalize, "mlp")
+    elif config.network == "cnn":
+        model = EmbeddingNet(_cnn_body(in_channels, width), 2 * width * 16, dim, normalize, "cnn")
+    else:
+        model = EmbeddingNet(_resnet_body(in_channels, width), 4 * width, dim, normalize, "resnet")
+    init_scale = (config.extra or {}).get("init_scale")
+    if init_scale is not None:
+        # A collapsed start (lesson "plateau"): every embedding near 0, so every pair, impostors
+        # included, starts at near-zero energy.
+        with torch.no_grad():
+            model.head.weight.mul_(float(init_scale))
+            if model.head.bias is not None:
+                model.head.bias.mul_(float(init_scale))
+    return model
 
 
 def count_parameters(model: nn.Module) -> int:

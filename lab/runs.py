@@ -64,7 +64,7 @@ def default_root() -> Path:
 
 def sanitize_name(name: str) -> str:
     """A display name: printable, no path separators, at most MAX_RUN_NAME_CHARS characters."""
-    name = "".join(ch for ch in str(name) if ch.isprintable() and ch not in "/\\\x00")
+    name = "".join(ch if ch.isprintable() and ch not in "/\\" else " " for ch in str(name))
     name = " ".join(name.split())[: limits.MAX_RUN_NAME_CHARS]
     return name or "run"
 
