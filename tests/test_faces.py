@@ -302,14 +302,13 @@ def test_face_box_to_dict_is_json_ready():
 
 @needs_dlib
 def test_models_located_without_importing_face_recognition_models():
-    import subprocess
     import sys
 
-    code = ("import sys; from lab.faces import dlib_model_path; "
-            "p = dlib_model_path('shape_predictor_5_face_landmarks.dat'); "
-            "print(p is not None, 'face_recognition_models' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=faces.Path(faces.__file__).parents[1]).stdout.split()
-    if out[0] != "True":
+    if "face_recognition_models" in sys.modules:
+        pytest.skip("face_recognition_models was imported by something else in this process")
+    faces.dlib_model_path.cache_clear()
+    path = faces.dlib_model_path("shape_predictor_5_face_landmarks.dat")
+    if path is None:
         pytest.skip("face_recognition_models is not installed")
-    assert out == ["True", "False"]
+    assert path.is_file() and path.parent.name == "models"
+    assert "face_recognition_models" not in sys.modules
