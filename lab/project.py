@@ -324,3 +324,129 @@ def warm_up_umap() -> float:
 def umap_ready() -> bool:
     """True once `warm_up_umap` finished in this process (the page may then offer UMAP)."""
     return _umap_ready
+
+
+# --- benchmark and command line --------------------------------------------------------------
+
+_FIRST_MAP_SCRIPT = """
+import json, time
+t0 = time.perf_counter()
+from lab import project as P
+P._import_umap()
+t1 = time.perf_counter()
+P.warm_up_umap()
+t2 = time.perf_counter()
+import numpy as np
+rng = np.random.default_rng(0)
+x = (np.repeat(rng.normal(size=(100, 64)) * 3, 20, axis=0) + rng.normal(size=(2000, 64)))
+t3 = time.perf_counter()
+P.project(x.astype("float32"), "umap")
+t4 = time.perf_counter()
+print(json.dumps({"import_umap_s": t1 - t0, "warm_up_s": t2 - t1, "first_map_2000_s": t4 - t3}))
+"""
+
+
+def _first_map_in_new_process(cache_dir: str | None) -> dict:
+    """Import umap, warm up and draw a 2,000-point map in a fresh Python process."""
+    import json
+    import subprocess
+
+    env = dict(os.environ)
+    if cache_dir is not None:
+        env["NUMBA_CACHE_DIR"] = cache_dir
+    env["PYTHONPATH"] = str(_REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", _FIRST_MAP_SCRIPT], capture_output=True,
+                          text=True, env=env, cwd=_REPO_ROOT, timeout=900)  # fmt: skip
+    if done.returncode != 0:
+        return {"error": done.stderr[-500:]}
+    result = {k: round(v, 3) for k, v in json.loads(done.stdout.strip().splitlines()[-1]).items()}
+    result["process_s"] = round(time.perf_counter() - started, 3)
+    return result
+
+
+def _clustered(n: int, dim: int = 64, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(max(n // 20, 1), dim)) * 3
+    return (centres[np.arange(n) % len(centres)] + rng.normal(size=(n, dim))).astype(np.float32)
+
+
+def benchmark(
+    sizes: Sequence[int] = (500, 2000, 10000),
+    tsne_max: int = 2000,
+    repeats: int = 3,
+    cold: bool = False,
+) -> dict:
+    """Timings for issue 7's `umap` benchmark: first map in a new process (with the on-disk numba
+    cache; `cold` also with an empty one, ~1-2 minutes), then warm maps (median of `repeats`,
+    wall and CPU seconds) for UMAP, PCA and t-SNE on clustered data of each size."""
+    import platform
+    import tempfile
+    from importlib.metadata import version
+
+    result: dict = {
+        "bench": "umap",
+        "machine": {"platform": platform.platform(), "python": platform.python_version(),
+                    "cpu_count": os.cpu_count(), "load_average_1min": os.getloadavg()[0],
+                    "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+        "versions": {p: version(p) for p in ("umap-learn", "numba", "pynndescent",
+                                             "scikit-learn", "numpy")},
+    }  # fmt: skip
+    if cold:
+        with tempfile.TemporaryDirectory() as empty:
+            result["first_map_no_cache"] = _first_map_in_new_process(empty)
+    cache = os.environ.get("NUMBA_CACHE_DIR") or str(numba_cache_dir())
+    _first_map_in_new_process(cache)  # make sure the cache is filled
+    result["first_map_cached"] = _first_map_in_new_process(cache)
+    warm_up_umap()
+    warm: dict = {}
+    for method in METHODS:
+        for n in sizes:
+            if method == "tsne" and n > tsne_max:
+                continue
+            x = _clustered(n)
+            walls, cpus = [], []
+            for _ in range(repeats if n <= 2000 or method == "pca" else 1):
+                wall, cpu = time.perf_counter(), time.process_time()
+                project(x, method, seed=0)
+                walls.append(time.perf_counter() - wall)
+                cpus.append(time.process_time() - cpu)
+            warm[f"{method}_{n}"] = {"wall_s": round(float(np.median(walls)), 3),
+                                     "cpu_s": round(float(np.median(cpus)), 3)}  # fmt: skip
+    result["warm"] = warm
+    result["machine"]["load_average_after"] = os.getloadavg()[0]
+    return result
+
+
+def add_parser(subparsers) -> None:
+    """`python -m lab project warm-up | bench [--json OUT] [--cold]`."""
+    parser = subparsers.add_parser("project", help="2-D maps: warm up UMAP's JIT, benchmark")
+    actions = parser.add_subparsers(dest="project_action", required=True)
+    warm = actions.add_parser("warm-up", help="compile UMAP's numba code into data/cache/numba")
+    warm.set_defaults(func=_cli_warm_up)
+    bench = actions.add_parser("bench", help="time UMAP / PCA / t-SNE maps (JSON)")
+    bench.add_argument("--json", dest="json_out", metavar="OUT", help="write the result here")
+    bench.add_argument("--sizes", type=int, nargs="+", default=[500, 2000, 10000])
+    bench.add_argument("--repeats", type=int, default=3)
+    bench.add_argument("--cold", action="store_true",
+                       help="also time a first map with an empty numba cache (1-2 minutes)")
+    bench.set_defaults(func=_cli_bench)
+
+
+def _cli_warm_up(args) -> int:
+    seconds = warm_up_umap()
+    print(f"UMAP ready in {seconds:.1f} s (numba cache: {os.environ.get('NUMBA_CACHE_DIR')})")
+    return 0
+
+
+def _cli_bench(args) -> int:
+    import json
+
+    result = benchmark(sizes=args.sizes, repeats=args.repeats, cold=args.cold)
+    text = json.dumps(result, indent=1)
+    if args.json_out:
+        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json_out).write_text(text + "\n")
+        print(f"wrote {args.json_out}")
+    print(text)
+    return 0

@@ -159,3 +159,28 @@ print("ok")
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().endswith("ok")
     assert any(P.numba_cache_dir().rglob("*.nbi"))
+
+
+def test_cli_parser_has_warm_up_and_bench() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    P.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["project", "bench", "--sizes", "50", "--json", "out.json"])
+    assert args.sizes == [50] and args.json_out == "out.json" and callable(args.func)
+    assert parser.parse_args(["project", "warm-up"]).func is P._cli_warm_up
+
+
+@pytest.mark.slow
+def test_bench_writes_valid_json(tmp_path) -> None:
+    import json
+
+    out = tmp_path / "umap.json"
+    subprocess.run(
+        [sys.executable, "-m", "lab", "project", "bench", "--sizes", "60", "--repeats", "1",
+         "--json", str(out)],
+        cwd=REPO, check=True, capture_output=True, timeout=600,
+    )  # fmt: skip
+    result = json.loads(out.read_text())
+    assert result["bench"] == "umap" and set(result["warm"]) == {"umap_60", "pca_60", "tsne_60"}
+    assert "first_map_2000_s" in result["first_map_cached"]
