@@ -351,3 +351,14 @@ def test_cli_reference_only(att_dir, tmp_path, capsys):
     code, out, err = _cli([a, b, "--reference"], capsys)
     assert code == 0, err
     assert json.loads(out)["reference"]["verdict"] == "same"
+
+
+@pytest.mark.slow
+def test_bench_verify_timings(att_dir, tmp_path):
+    out = tmp_path / "bench.json"
+    result = verify.bench_verify(out, att_dir=att_dir, repeats=1, accuracy=False)
+    assert json.loads(out.read_text())["student"]["att_pgm"]["total"] > 0
+    assert set(result["student"]["webcam_jpeg_640x480"]) >= {"decode", "detect", "embed",
+                                                                "total", "cpu_seconds"}
+    if REFERENCE_OK:
+        assert result["reference"]["att_pgm"]["total"] > 0
