@@ -68,7 +68,7 @@ def test_ten_thousand_identities_in_a_few_seconds():
     start = time.perf_counter()
     faces = make_synthetic_faces(10_000, 2, image_size=32)
     assert faces.images.shape == (20_000, 3, 32, 32)
-    assert time.perf_counter() - start < 20.0  # ~3-6 s on a busy 2-core box
+    assert time.perf_counter() - start < 60.0  # ~5 s CPU; up to 15 s wall on a busy 2-core box
 
 
 def _mean_pixel_eer(difficulty: float) -> float:
