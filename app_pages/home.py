@@ -29,9 +29,13 @@ with left:
         st.caption("No GPU found: training runs on the CPU (the default runs take seconds).")
 with right:
     st.subheader("Datasets")
-    rows = [{"dataset": d.title, "size": d.size, "available": d.availability,
+    rows = [{"dataset": d.title, "available": d.availability, "size": d.size,
              "note": d.reason} for d in list_datasets()]
-    st.dataframe(rows, hide_index=True, width="stretch")
+    st.dataframe(rows, hide_index=True, width="stretch", column_config={
+        "dataset": st.column_config.TextColumn(width="medium"),
+        "available": st.column_config.TextColumn(width="small"),
+        "size": st.column_config.TextColumn(width="medium"),
+        "note": st.column_config.TextColumn(width="large")})
 
 st.subheader("🎓 Lessons")
 st.caption("Each lesson sets the dataset, loss, margin and seed, says what to look at, and "

@@ -22,6 +22,8 @@ DATASET_TITLES = {
     "mnist": "MNIST (download)", "fashion-mnist": "Fashion-MNIST (download)",
     "lfw": "LFW people (download)", "folder": "Your own images (folder or zip)",
 }
+# Identities each fixed dataset has, so the split sliders never ask for more than there are.
+IDENTITY_COUNTS = {"digits": 10, "mnist": 10, "fashion-mnist": 10, "att": 40, "olivetti": 40}
 HELP = {
     "network": "linear = a learned Mahalanobis metric (M = WᵀW); mlp; cnn = Chopra-style "
                "LeNet; resnet = a small ResNet.",
@@ -56,10 +58,21 @@ def widget(name: str, kind, label: str, *args, **kwargs):
                 **kwargs)
 
 
+def fit_split_to_dataset() -> None:
+    """A 10-class dataset cannot hold out 10 test identities: pick a split that fits."""
+    count = IDENTITY_COUNTS.get(st.session_state["cfg_dataset"])
+    if count is not None and count <= 10:
+        st.session_state["cfg_test_identities"] = 3
+        st.session_state["cfg_val_identities"] = 2
+    elif count is not None:
+        st.session_state["cfg_test_identities"] = min(10, count // 4)
+
+
 def controls() -> None:
     st.subheader("Data")
     widget("dataset", st.selectbox, "Dataset", options=cfg.DATASETS,
-           format_func=lambda name: DATASET_TITLES.get(name, name))
+           format_func=lambda name: DATASET_TITLES.get(name, name),
+           on_change=fit_split_to_dataset)
     dataset = st.session_state["cfg_dataset"]
     if dataset == "synthetic":
         widget("num_identities", st.slider, "Identities", 10, 200, step=5,
@@ -69,7 +82,10 @@ def controls() -> None:
                help="Nuisance: pose, lighting, expression, glasses and noise.")
     if dataset not in ("digits",):
         widget("image_size", st.select_slider, "Image size (pixels)", options=SIZE_CHOICES)
-    widget("test_identities", st.slider, "Unseen test identities", 2, 40,
+    count = IDENTITY_COUNTS.get(dataset)
+    most = 40 if count is None else count - st.session_state["cfg_val_identities"] - 2
+    st.session_state["cfg_test_identities"] = min(st.session_state["cfg_test_identities"], most)
+    widget("test_identities", st.slider, "Unseen test identities", 2, most,
            help="People never seen in training, on whom the ROC is measured.")
     st.subheader("Network")
     widget("network", st.selectbox, "Network", options=cfg.NETWORKS)
