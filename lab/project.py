@@ -251,6 +251,11 @@ def project(
         return _pca(x)
     from threadpoolctl import threadpool_limits
 
+    # Import first: threadpool_limits only reaches OpenMP/BLAS libraries already loaded.
+    if method == "umap":
+        _import_umap()
+    else:
+        import sklearn.manifold  # noqa: F401
     # One thread: the app trains while it maps, and on a busy 2-core CPU OpenMP/BLAS threads
     # spinning against each other made t-SNE ten times slower (14.5 s vs 1.5 s CPU, 500 points).
     with threadpool_limits(limits=1):
