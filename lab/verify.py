@@ -50,9 +50,10 @@ DEFAULT_FAR = 0.01
 PHOTO_NAMES = ("photo A", "photo B")
 
 __all__ = [
-    "DEFAULT_FAR", "EmbedFn", "GalleryMatch", "NoFaceError", "PhotoError", "RunEnergies",
-    "TinyFaceError", "VerifyResult", "add_parser", "bench_verify", "embedder_for_run",
-    "input_shape_for_run", "run_energies", "search_gallery", "threshold_at_far",
+    "DEFAULT_FAR", "EmbedFn", "GalleryMatch", "NoFaceError", "PhotoError", "PreparedPhoto",
+    "RunEnergies", "TinyFaceError", "VerifyResult", "add_parser", "bench_verify",
+    "embedder_for_run", "gallery_name", "input_shape_for_run", "prepare_photo",
+    "reference_for_pair", "run_energies", "search_gallery", "threshold_at_far",
     "threshold_for_run", "verify_pair",
 ]
 
@@ -125,9 +126,34 @@ def _aspect(image_size: int | tuple[int, int]) -> float:
     return float(height) / float(width)
 
 
+@dataclass
+class PreparedPhoto:
+    """One photo decoded and searched for faces once. The page keeps one per upload so that
+    moving a slider (FAR, face choice) never decodes or detects again; `verify_pair` accepts it
+    in place of the bytes. error: why the photo cannot be used at all (not an image, too big,
+    broken), already naming the photo; image is None then."""
+
+    image: Image.Image | None
+    faces: Faces
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.image is not None
+
+
+def prepare_photo(data: bytes, name: str = "the photo") -> PreparedPhoto:
+    """Decode (with every guard of `load_photo`) and detect faces; never raises PhotoError."""
+    try:
+        image = load_photo(data)
+    except PhotoError as error:
+        return PreparedPhoto(None, Faces([], ""), str(_labelled(error, name)))
+    return PreparedPhoto(image, detect_faces(image))
+
+
 def verify_pair(
-    photo_a: bytes, photo_b: bytes, embed_fn: EmbedFn, *, channels: int,
-    image_size: int | tuple[int, int], energy: str, threshold: float,
+    photo_a: bytes | PreparedPhoto, photo_b: bytes | PreparedPhoto, embed_fn: EmbedFn, *,
+    channels: int, image_size: int | tuple[int, int], energy: str, threshold: float,
     face_choice: tuple[int, int] = (0, 0), use_whole_image: bool | tuple[bool, bool] = False,
     reference: bool = False, margin: float = 0.25, align: bool = True,
 ) -> VerifyResult:
@@ -155,7 +181,13 @@ def verify_pair(
     whole = _pair(use_whole_image)
     choice = _pair(face_choice)
     images: list[Image.Image] = []
+    prepared = [p if isinstance(p, PreparedPhoto) else None for p in (photo_a, photo_b)]
     for name, data in zip(PHOTO_NAMES, (photo_a, photo_b), strict=True):
+        if isinstance(data, PreparedPhoto):
+            if data.image is None:
+                raise PhotoError(data.error)
+            images.append(data.image)
+            continue
         try:
             images.append(load_photo(data))
         except PhotoError as error:
@@ -165,12 +197,13 @@ def verify_pair(
     found: list[Faces] = []
     boxes: list[FaceBox | None] = []
     detector = ""
-    for name, image, skip, index in zip(PHOTO_NAMES, images, whole, choice, strict=True):
+    for name, image, skip, index, ready in zip(PHOTO_NAMES, images, whole, choice, prepared,
+                                                strict=True):
         if skip:
             found.append(Faces([], "none (whole image)"))
             boxes.append(None)
             continue
-        faces = detect_faces(image)
+        faces = ready.faces if ready is not None else detect_faces(image)
         detector = faces.detector
         found.append(faces)
         boxes.append(choose_face(faces, int(index), photo=name))
@@ -221,6 +254,40 @@ def verify_pair(
         photo_sizes=tuple(image.size for image in images), timings=timings,
         reference=ref_verdict, reference_note=ref_note, notes=notes,
     )
+
+
+def reference_for_pair(
+    photo_a: PreparedPhoto, photo_b: PreparedPhoto, *, face_choice: tuple[int, int] = (0, 0),
+    use_whole_image: bool | tuple[bool, bool] = False,
+) -> tuple[Any, str]:
+    """The reference model's verdict alone (no student run needed): (ReferenceVerdict, "") or
+    (None, why it is not available). Photo problems raise PhotoError as in `verify_pair`."""
+    from lab.reference import ReferenceModel, shared_reference
+
+    model = shared_reference()
+    if model is None:
+        return None, ReferenceModel.available()[1]
+    inputs = []
+    for name, photo, skip, index in zip(PHOTO_NAMES, (photo_a, photo_b), _pair(use_whole_image),
+                                        _pair(face_choice), strict=True):
+        if photo.image is None:
+            raise PhotoError(photo.error)
+        if skip:
+            inputs.append((whole_image_crop(photo.image), None))
+        else:
+            inputs.append((photo.image, choose_face(photo.faces, int(index), photo=name)))
+    return model.verify(inputs[0][0], inputs[0][1], inputs[1][0], inputs[1][1]), ""
+
+
+def gallery_name(file_name: str) -> str:
+    """A known person's name from a gallery file name: "ada_lovelace-2.jpg" -> "ada lovelace".
+
+    A trailing photo number is dropped so several photos of one person count as one person."""
+    import re
+
+    stem = Path(file_name).stem
+    name = re.sub(r"(?:[\s_\-.]+\d+|\s*\(\d+\))$", "", stem) or stem
+    return re.sub(r"[_\s]+", " ", name).strip() or stem
 
 
 @dataclass
