@@ -91,7 +91,6 @@ def photo_slot(slot: str, column) -> tuple[V.PreparedPhoto | None, int, bool, st
                 f"{len(faces)} faces found: which one?", list(range(len(faces))),
                 format_func=lambda k: f"face {k + 1}" + (" (the largest)" if k == 0 else ""),
                 key=f"face_{slot}")
-        whole_default = not faces
         if not faces:
             st.warning(f"No face found in {name}. Use a well-lit, front-facing photo, or tick "
                        "'Use the whole image' below to compare a centred square crop instead.")
@@ -99,10 +98,9 @@ def photo_slot(slot: str, column) -> tuple[V.PreparedPhoto | None, int, bool, st
             try:
                 V.choose_face(faces, index, photo=name)
             except TinyFaceError as error:
-                st.warning(str(error))
-            whole_default = True
+                st.warning(f"{error} Or tick 'Use the whole image' below.")
         whole = st.checkbox(
-            "Use the whole image (centred crop)", value=whole_default, key=f"whole_{slot}",
+            "Use the whole image (centred crop)", key=f"whole_{slot}",
             help="Skip the detector: right for photos already cropped to the face, like "
                  "AT&T's, which is how the run saw its training images.")
         shown = None if whole else index
