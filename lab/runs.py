@@ -23,6 +23,7 @@ human name is separate and can be changed (``rename``).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -43,7 +44,7 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import load_file, save, save_file
 
 from lab import limits
-from lab.config import RunConfig
+from lab.config import CHOICES, RunConfig, problems
 
 STATUSES = ("running", "done", "stopped", "diverged", "interrupted", "corrupt")
 KNOWN_FILES = ("run.json", "config.json", "history.jsonl", "metrics.json", "model.safetensors",
@@ -63,8 +64,9 @@ def default_root() -> Path:
 
 
 def sanitize_name(name: str) -> str:
-    """A display name: printable, no path separators, at most MAX_RUN_NAME_CHARS characters."""
-    name = "".join(ch if ch.isprintable() and ch not in "/\\" else " " for ch in str(name))
+    """A display name: printable, no path separators or markup brackets, at most
+    MAX_RUN_NAME_CHARS characters."""
+    name = "".join(ch if ch.isprintable() and ch not in "/\\<>`" else " " for ch in str(name))
     name = " ".join(name.split())[: limits.MAX_RUN_NAME_CHARS]
     return name or "run"
 
@@ -267,6 +269,41 @@ def _read_history(path: Path) -> list[dict]:
     return records
 
 
+def _config_from_json(text: str | bytes, strict: bool) -> RunConfig:
+    """config.json as a RunConfig. Unknown keys are ignored (old folders still load); a value of
+    the wrong type or outside the choices is refused. ``strict`` (imported archives: outside
+    input) also refuses values outside the limits of lab.config."""
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise RunError("config.json is not an object")
+    config = RunConfig.from_dict(data)
+    wrong = problems(config) if strict else _type_problems(config)
+    if wrong:
+        raise RunError("config.json has values that cannot be used: " + " ".join(wrong))
+    return config
+
+
+def _type_problems(config: RunConfig) -> list[str]:
+    """Fields whose value is not of the field's type, or not one of its choices."""
+    found = [f"{name} must be one of {', '.join(choices)}." for name, choices in CHOICES.items()
+             if getattr(config, name) not in choices]
+    for f in dataclasses.fields(RunConfig):
+        value, kind = getattr(config, f.name), str(f.type)
+        if f.name in CHOICES or f.name == "extra" or (value is None and "None" in kind):
+            continue
+        if kind.startswith("bool"):
+            ok = isinstance(value, bool)
+        elif kind.startswith(("int", "float")):
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, str)
+        if not ok:
+            found.append(f"{f.name} has the wrong type (got {type(value).__name__}).")
+    if not isinstance(config.extra, dict):
+        found.append("extra must be an object.")
+    return found
+
+
 class RunStore:
     """All runs under one root folder (``$METRIC_LAB_RUNS`` or ``data/runs``)."""
 
@@ -311,7 +348,7 @@ class RunStore:
         meta = json.loads((path / "run.json").read_text())
         if not isinstance(meta, dict):
             raise RunError("run.json is not an object")
-        config = RunConfig.from_dict(json.loads((path / "config.json").read_text()))
+        config = _config_from_json((path / "config.json").read_text(), strict=False)
         meta["id"] = path.name
         if (meta.get("status") == "running" and meta.get("host") == socket.gethostname()
                 and isinstance(meta.get("pid"), int) and not _pid_alive(meta["pid"])):
@@ -404,7 +441,7 @@ class RunStore:
                 raise RunError(f"the archive has no {required}: is it a Metric Lab run?")
         try:
             meta = json.loads(files["run.json"])
-            RunConfig.from_dict(json.loads(files["config.json"]))
+            _config_from_json(files["config.json"], strict=True)
             if not isinstance(meta, dict):
                 raise ValueError("run.json is not an object")
             for name in ("model.safetensors", "probes.safetensors"):
