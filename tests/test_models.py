@@ -10,7 +10,7 @@ from lab.models import build_model
 
 
 @pytest.mark.parametrize("network", ["linear", "mlp", "cnn", "resnet"])
-@pytest.mark.parametrize("channels,size", [(1, 8), (3, 32), (1, 56)])
+@pytest.mark.parametrize("channels,size", [(1, 8), (3, 24), (1, 13)])
 def test_shapes_and_normalisation(network, channels, size):
     config = RunConfig(network=network, embedding_dim=12)
     model = build_model(config, channels, size).eval()
