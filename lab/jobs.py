@@ -119,6 +119,9 @@ class TrainingJob:
     reports: list = field(default_factory=list)
     started_at: float | None = None
     finished_at: float | None = None
+    saved: bool = True  # False: the run store could not be written, the run lives in memory
+    retry_note: str = ""  # set when the run was retried on a smaller batch
+    run: object | None = None  # the finished run (a lab.runs.Run, or lab.train.MemoryRun)
 
     def __post_init__(self) -> None:
         self.ticket = next(_TICKETS)
@@ -193,6 +196,12 @@ class TrainingJob:
         return None if self._trainer is None else self._trainer.probe_is_test.numpy()
 
     @property
+    def probe_is_seen(self):
+        """True for probe images of training identities (None when the trainer keeps none)."""
+        seen = getattr(self._trainer, "probe_is_seen", None)
+        return None if seen is None else seen.numpy()
+
+    @property
     def latest(self):
         with self._lock:
             return self.reports[-1] if self.reports else None
@@ -217,21 +226,60 @@ class TrainingJob:
         try:
             self.status = "loading"
             self.started_at = self.clock()
-            run, trainer = train_run(self.config, store=self.store, name=self.name,
-                                     on_report=self._on_report, on_start=self._on_start)
-            self.run_id = run.id
+            run = self._train(train_run)
+            self.run = run
+            self.saved = run.path is not None
+            self.run_id = run.id if self.saved else None
             final = self.latest
             self.status = final.status if final is not None and final.status != "running" else (
                 "stopped" if self._cancel.is_set() else "done")
             self.message = final.message if final is not None else ""
             if self._reason:
                 self.message = f"{self._reason}. {self.message}".strip()
+            if self.retry_note:
+                self.message = f"{self.retry_note} {self.message}".strip()
+            if not self.saved:
+                self.message = f"{run.save_error}. {self.message}".strip()
         except Exception as error:  # noqa: BLE001 - any failure becomes a message on the page
             self.status = "failed"
             self.message = _plain_failure(error)
         finally:
             self.finished_at = self.clock()
             self.limiter.release(self.ticket)
+
+    def _train(self, train_run):
+        """train_run, retried once with half the identities per batch after a GPU
+        out-of-memory error (the failed attempt's run folder is removed)."""
+        try:
+            run, _ = train_run(self.config, store=self.store, name=self.name,
+                               on_report=self._on_report, on_start=self._on_start)
+            return run
+        except Exception as error:
+            smaller = max(2, self.config.p_identities // 2)
+            if (not _out_of_memory(error) or smaller == self.config.p_identities
+                    or self._cancel.is_set()):
+                raise
+        _free_gpu_memory()
+        self._forget_failed_attempt()
+        self.retry_note = (f"The GPU ran out of memory with P = {self.config.p_identities} "
+                           f"identities per batch, so this run was retried with P = {smaller}.")
+        self.config = self.config.replace(p_identities=smaller)
+        with self._lock:
+            self.reports.clear()
+        run, _ = train_run(self.config, store=self.store, name=self.name,
+                           on_report=self._on_report, on_start=self._on_start)
+        return run
+
+    def _forget_failed_attempt(self) -> None:
+        if self.run_id is None or not str(self.run_id)[:1].isdigit():
+            return
+        try:
+            from lab.runs import RunStore
+
+            (self.store if self.store is not None else RunStore()).delete(self.run_id)
+        except (OSError, ValueError):
+            pass
+        self.run_id = None
 
     def _on_start(self, run, trainer) -> None:
         self.run_id = run.id
@@ -264,10 +312,25 @@ class TrainingJob:
 
 
 
+def _out_of_memory(error: BaseException) -> bool:
+    """torch's OutOfMemoryError (CUDA or MPS), or any error that says "out of memory"."""
+    import torch
+
+    oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+    return isinstance(error, oom) or "out of memory" in str(error).lower()
+
+
+def _free_gpu_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def _plain_failure(error: Exception) -> str:
     """A sentence a student can act on, not a traceback."""
     text = str(error) or type(error).__name__
-    if "out of memory" in text.lower():
+    if _out_of_memory(error):
         return ("The GPU ran out of memory. Try a smaller batch (fewer identities P or images K), "
                 "a smaller image size or a smaller network.")
     return f"Training could not run: {text}"
