@@ -201,6 +201,11 @@ with stage:
                       "(saved runs stay in the table below).", width="stretch")
     if "train_error" in st.session_state:
         st.error(st.session_state.pop("train_error"))
+    if job is not None and not job.saved and job.run is not None:
+        st.warning(f"💾 {job.run.save_error}. Free some disk space (or make data/runs "
+                   "writable) to keep the next runs.")
+    if job is not None and job.retry_note:
+        st.info(job.retry_note)
     live_view(job, config, presenter=not show_controls)
     if show_controls:
         with st.expander(f"The loss: {LOSSES[config.loss].title}"):

@@ -338,10 +338,14 @@ class RunStore:
                 "status": "running", "message": "", "created": now, "updated": now,
                 "pid": os.getpid(), "host": socket.gethostname(),
                 "torch": torch.__version__}
-        _atomic_write(path / "config.json", (json.dumps(config.to_dict(), indent=1,
-                                                         sort_keys=True) + "\n").encode())
         run = Run(path, meta, config)
-        run._write_meta()
+        try:
+            _atomic_write(path / "config.json", (json.dumps(config.to_dict(), indent=1,
+                                                             sort_keys=True) + "\n").encode())
+            run._write_meta()
+        except OSError:  # disk full: leave no half-made folder behind
+            shutil.rmtree(path, ignore_errors=True)
+            raise
         return run
 
     def _read(self, path: Path) -> Run:
