@@ -106,7 +106,7 @@ def photo_slot(slot: str, column) -> tuple[V.PreparedPhoto | None, int, bool, st
         shown = None if whole else index
         width, height = photo.image.size
         detector = faces.detector or "no detector"
-        st.image(with_boxes(photo, shown),
+        st.image(with_boxes(photo, shown), width=240,
                  caption=f"{width}×{height} px · {len(faces)} face(s) found by {detector}"
                          + (" · whole image used" if whole else f" · face {index + 1} used"))
         if not faces and not whole:
@@ -198,9 +198,8 @@ def student_panel(run, photos, ids, choice, whole, far: float, presenter: bool) 
                         f"pairs are accepted, on the run's {energies.source}.")
     for note in result.notes:
         st.caption(note)
-    margin = run.config.margin if run.config.loss in ("contrastive", "triplet") else None
     fig = plots.energy_histogram(
-        energies.genuine, energies.impostor, margin=margin, threshold=threshold,
+        energies.genuine, energies.impostor, threshold=threshold,
         pair_energy=result.energy, title="Why: this pair among the run's validation pairs",
         energy_label=f"energy E ({run.config.energy})", presenter=presenter)
     if not presenter:
@@ -226,12 +225,12 @@ def pair_tab(run, far: float, presenter: bool) -> None:
     ids = (slots[0][3], slots[1][3])
     st.divider()
     student, reference = st.columns([3, 2], gap="large")
-    with student:
+    with student, st.container(key="verify-student"):
         if run is None:
             st.info("No trained run to ask: the reference model answers alone.")
         else:
             student_panel(run, photos, ids, choice, whole, far, presenter)
-    with reference:
+    with reference, st.container(key="verify-reference"):
         reference_panel(photos, ids, choice, whole)
 
 

@@ -309,15 +309,16 @@ def att_server(att_dir, tmp_path):
 
     runs = tmp_path / "runs"
     runs.mkdir()
-    config = RunConfig(dataset="att", data_dir=str(att_dir), network="cnn", epochs=30, seed=0,
+    config = RunConfig(dataset="att", data_dir=str(att_dir), network="cnn", epochs=12, seed=0,
                        device="cpu")
     assert {2, 3, 4, 5} <= {k + 1 for k in split_identities(40, 5, 10, 0).test}
     torch.manual_seed(0)
-    # About 20-40 s of training gives roughly 5-15 % EER on the unseen identities. s5's photos
-    # 1 and 2 sit far inside the threshold (E ~ 0.25 vs ~ 0.65 at FAR 1 % when this was
-    # written) and s4 vs s5 far outside it (E ~ 1.2), so the verdicts below hold for any
-    # reasonably trained run; other pairs (s12's, for instance) are not that clear-cut.
-    train_run(config, RunStore(runs), name="att-cnn", time_budget=30)
+    # 12 seeded epochs (~30 s on an idle 2-core CPU; the 180 s budget only guards a loaded
+    # box) give roughly 5-15 % EER on the unseen identities: far from perfect. The pair below
+    # was chosen because it is clear-cut for such a run: s5's photos 1 and 2 sat well inside
+    # the FAR-1 % threshold (E ~ 0.25 vs ~ 0.65 in a 17-epoch run) and s4 vs s5 far outside
+    # it (E ~ 1.2); other pairs (s12's photos, for instance) were rejected by the same run.
+    train_run(config, RunStore(runs), name="att-cnn", time_budget=180)
     server = StreamlitServer(runs, tmp_path / "streamlit.log")
     yield server
     server.stop()
@@ -347,6 +348,9 @@ def _wait_idle(page) -> None:
 @pytest.mark.slow
 @pytest.mark.browser
 def test_browser_same_person_then_different_people(att_server, page, att_dir, tmp_path):
+    # Streamlit scrolls inside its own container, so a full-page screenshot is the viewport:
+    # make it tall enough to hold the photos, crops, verdicts and histogram.
+    page.set_viewport_size({"width": 1400, "height": 2400})
     page.goto(f"{att_server.url}/verify")
     _wait_idle(page)
     page.get_by_text("never written to disk").first.wait_for()
@@ -355,7 +359,8 @@ def test_browser_same_person_then_different_people(att_server, page, att_dir, tm
     upload_a.set_input_files(str(att_dir / "s5" / "1.pgm"))
     _wait_idle(page)
     upload_b.set_input_files(str(att_dir / "s5" / "2.pgm"))
-    page.get_by_text("✓ Same person").first.wait_for(timeout=180_000)
+    student = page.locator(".st-key-verify-student")
+    student.get_by_text("✓ Same person").wait_for(timeout=180_000)
     _wait_idle(page)
     page.locator(".st-key-verify-hist .js-plotly-plot").wait_for(timeout=60_000)
     page.wait_for_timeout(1500)
@@ -363,15 +368,24 @@ def test_browser_same_person_then_different_people(att_server, page, att_dir, tm
     body = page.locator("section.main, [data-testid='stMain']").first.inner_text()
     assert "Energy E (l2)" in body and "Threshold at FAR 0.01" in body
     assert "as the network sees it" in body  # the two crops
-    student = page.locator('[data-testid="stMarkdown"]', has_text="Same person").first
-    assert student.is_visible()
+    assert "Same person" in page.locator(".st-key-verify-reference").inner_text()  # dlib too
     _shoot(page, tmp_path, "verify-same")
 
     upload_b.set_input_files(str(att_dir / "s4" / "1.pgm"))
-    page.get_by_text("✗ Different people").first.wait_for(timeout=180_000)
+    student.get_by_text("✗ Different people").wait_for(timeout=180_000)
     _wait_idle(page)
     page.wait_for_timeout(1500)
     assert page.locator('[data-testid="stException"]').count() == 0
-    body = page.locator("[data-testid='stMain']").first.inner_text()
-    assert "Different people" in body
+    assert "Different people" in page.locator(".st-key-verify-reference").inner_text()
     _shoot(page, tmp_path, "verify-different")
+
+    # A text file named like a photo: a clear message in its slot, no traceback, no verdict.
+    upload_b.set_input_files({"name": "notes.jpg", "mimeType": "image/jpeg",
+                              "buffer": b"Dear teacher, here is my photo.\n"})
+    page.locator(".st-key-verify-student").wait_for(state="detached", timeout=120_000)
+    _wait_idle(page)
+    error = page.locator('[data-testid="stAlert"]', has_text="not an image").first
+    error.wait_for(timeout=60_000)
+    assert "Photo B" in error.inner_text() and "text file" in error.inner_text()
+    assert page.locator('[data-testid="stException"]').count() == 0
+    _shoot(page, tmp_path, "verify-bad-file")
