@@ -217,7 +217,7 @@ def pair_tab(run, far: float, presenter: bool) -> None:
     left, right = st.columns(2)
     slots = [photo_slot("A", left), photo_slot("B", right)]
     if any(slot[0] is None for slot in slots):
-        st.info("Upload (or take) two photos to compare them.")
+        st.info("Two usable photos are needed: upload (or take) them above.")
         return
     photos = [slot[0] for slot in slots]
     choice = (slots[0][1], slots[1][1])
