@@ -137,6 +137,9 @@ def add_parser(subparsers) -> None:
     from lab import verify as _v  # the verify bench lives with its module (issue 6)
 
     register("verify", _v.BENCH_HELP, _v.bench_arguments)(_v.bench_run)
+    from lab import classroom as _c  # the classroom load test (issue 8)
+
+    register("classroom", _c.BENCH_HELP, _c.bench_arguments)(_c.bench_run)
     parser = subparsers.add_parser("bench", help="benchmarks that write JSON")
     benches = parser.add_subparsers(dest="bench", required=True)
     for bench in BENCHES.values():

@@ -384,3 +384,59 @@ def test_table_is_big_enough():
     assert len(CASES) >= 25
     assert len({case.id for case in CASES}) == len(CASES)
     assert set(KNOWN_FILES) >= {"model.safetensors", "config.json"}
+
+
+# ---------------------------------------------------------------- security by construction
+
+UNPICKLING = (
+    (r"torch\.load\((?![^)]*weights_only\s*=\s*True)", "torch.load without weights_only=True"),
+    (r"\bpickle\.loads?\(", "pickle.load"),
+    (r"\b(c|_)?[Pp]ickle\.Unpickler\(", "an Unpickler"),
+    (r"allow_pickle\s*=\s*True", "numpy allow_pickle=True"),
+    (r"\bjoblib\.load\(", "joblib.load"),
+    (r"\bdill\.loads?\(", "dill.load"),
+)
+
+
+def test_weights_are_never_unpickled():
+    """Only safetensors load weights: no code path in the app can unpickle a file."""
+    import re
+
+    sources = [ROOT / "app.py", *(ROOT / "lab").rglob("*.py"), *(ROOT / "app_pages").rglob("*.py"),
+               *(ROOT / "ui").rglob("*.py")]
+    found = []
+    for path in sources:
+        text = path.read_text()
+        for pattern, what in UNPICKLING:
+            for match in re.finditer(pattern, text):
+                line = text.count("\n", 0, match.start()) + 1
+                found.append(f"{path.relative_to(ROOT)}:{line}: {what}")
+    assert found == []
+
+
+def test_the_unpickling_check_catches_what_it_should():
+    import re
+
+    bad = ["torch.load(path)", "torch.load(f, map_location='cpu')", "pickle.loads(data)",
+           "np.load(p, allow_pickle=True)"]
+    good = ["torch.load(path, weights_only=True)", "load_file(path)"]
+    for text in bad:
+        assert any(re.search(p, text) for p, _ in UNPICKLING), text
+    for text in good:
+        assert not any(re.search(p, text) for p, _ in UNPICKLING), text
+
+
+def test_server_binds_to_localhost_by_default_and_keeps_xsrf_and_cors_on():
+    import re
+    import tomllib
+
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    server = config.get("server", {})
+    assert server.get("address") == "127.0.0.1"
+    assert server.get("enableXsrfProtection", True) is True
+    assert server.get("enableCORS", True) is True
+    assert server.get("maxUploadSize", 200) * 1024 * 1024 >= limits.MAX_UPLOAD_BYTES
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^HOST \?= 127\.0\.0\.1$", makefile, re.M)
+    run = makefile[makefile.index("\nrun:"):].split("\n\n")[0]
+    assert "--server.address $(HOST)" in run and "0.0.0.0" not in run

@@ -1,0 +1,325 @@
+"""The classroom load test: ``python -m lab bench classroom --sessions 30 --json OUT``.
+
+A real ``streamlit run app.py`` on 127.0.0.1 (its own empty run store, at most
+``--slots`` trainings at once), and N students: N Playwright browser contexts in ONE headless
+chromium. Each opens the Train page with a short config in the URL (synthetic faces, a small
+MLP, 2 epochs), presses Run, and waits for its result ("Verification of people never seen in
+training"). Meanwhile idle sessions (queued or finished) are poked: the Presenter switch is
+flipped and the time until the page shows the change is the interaction latency students feel
+while the server is busy. Everything is bounded: a hard time limit, then the browser and the
+server are stopped whatever happened. The result says whether every session got its result and
+every run is in the store (none lost), with p50/p95 latency, the total time and the load average.
+
+Why the async Playwright API: 30 pages driven from one thread without one slow page holding up
+the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path(os.environ.get("METRIC_LAB_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--disable-dev-shm-usage", "--disable-quic"]
+# A short lesson: synthetic faces, 12 identities x 4 images of 16 px, an MLP, 2 epochs.
+QUERY = ("dataset=synthetic&num_identities=12&images_per_identity=4&image_size=16"
+         "&val_identities=2&test_identities=4&network=mlp&embedding_dim=16&epochs=2")
+RESULT_TEXT = "Verification of people never seen in training"
+CONTROL_TEXT = "Unseen test identities"  # a control label: hidden in presenter mode
+MAX_SESSIONS = 60
+
+BENCH_HELP = "N simulated students on one streamlit server: all finish, latency p50/p95"
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """The q-th percentile (0-100) by linear interpolation; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q / 100
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """``streamlit run app.py`` on 127.0.0.1 with its own run store; ``stop()`` always ends it."""
+
+    def __init__(self, runs: Path, log: Path, slots: int):
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "METRIC_LAB_RUNS": str(runs),
+               "METRIC_LAB_MAX_TRAININGS": str(slots)}
+        self._log = open(log, "w")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address",
+             "127.0.0.1", "--server.port", str(self.port), "--server.headless", "true",
+             "--browser.gatherUsageStats", "false"],
+            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        self.log = log
+
+    def wait_healthy(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"streamlit exited: {self.log.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as reply:
+                    if reply.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.5)
+        raise RuntimeError(f"streamlit did not answer in {timeout:.0f} s")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+class Session:
+    """One simulated student."""
+
+    def __init__(self, number: int):
+        self.number = number
+        self.page = None
+        self.state = "new"  # new -> open -> training -> done | failed
+        self.opened_s: float | None = None  # page load, from the start of the bench
+        self.result_s: float | None = None  # Run pressed -> result shown
+        self.result_at: float | None = None  # result shown, from the start of the bench
+        self.error: str | None = None
+        self.presenter = False
+        self.busy = False  # a latency probe is using this page
+
+
+async def _wait_app(page, timeout_ms: float) -> None:
+    await page.wait_for_selector('[data-testid="stApp"]', timeout=timeout_ms)
+    await page.get_by_role("button", name="▶ Run").wait_for(timeout=timeout_ms)
+
+
+async def _student(session: Session, browser, url: str, t0: float, timeout_ms: float,
+                   stagger: float) -> None:
+    await asyncio.sleep(stagger)
+    try:
+        context = await browser.new_context(viewport={"width": 1280, "height": 900})
+        page = await context.new_page()
+        page.set_default_timeout(timeout_ms)
+        session.page = page
+        await page.goto(f"{url}/train?{QUERY}", timeout=timeout_ms)
+        await _wait_app(page, timeout_ms)
+        session.opened_s = time.monotonic() - t0
+        session.state = "open"
+        pressed = time.monotonic()
+        await page.get_by_role("button", name="▶ Run").click()
+        session.state = "training"
+        await page.get_by_text(RESULT_TEXT).first.wait_for(timeout=timeout_ms)
+        session.result_s = time.monotonic() - pressed
+        session.result_at = time.monotonic() - t0
+        session.state = "done"
+    except Exception as error:  # noqa: BLE001 - one failed student is a figure, not a crash
+        session.state = "failed"
+        session.error = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+
+
+async def _probe(session: Session, timeout_ms: float) -> float | None:
+    """Flip the Presenter switch; seconds until the controls disappear (or come back)."""
+    page = session.page
+    session.busy = True
+    try:
+        control = page.get_by_text(CONTROL_TEXT)
+        shown = await control.count() > 0
+        start = time.monotonic()
+        await page.get_by_text("Presenter mode").first.click(timeout=timeout_ms)
+        await control.first.wait_for(state="detached" if shown else "visible",
+                                     timeout=timeout_ms)
+        return time.monotonic() - start
+    except Exception:  # noqa: BLE001 - a probe that times out is counted as such
+        return None
+    finally:
+        session.busy = False
+
+
+async def _prober(sessions: list[Session], latencies: list[dict], t0: float,
+                  stop: asyncio.Event, gap: float, timeout_ms: float, seed: int) -> None:
+    rng = random.Random(seed)
+    while not stop.is_set():
+        training = [s for s in sessions if s.state == "training"]
+        idle = [s for s in sessions if s.state in ("open", "training", "done") and not s.busy
+                and s.page is not None]
+        if idle and training:  # only while the server is busy training someone
+            session = rng.choice(idle)
+            seconds = await _probe(session, timeout_ms)
+            latencies.append({"at_s": round(time.monotonic() - t0, 2),
+                              "session": session.number, "state": session.state,
+                              "seconds": None if seconds is None else round(seconds, 3),
+                              "running": sum(s.state == "training" for s in sessions)})
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=gap)
+
+
+async def _drive(url: str, sessions: list[Session], latencies: list[dict], t0: float,
+                 hard_timeout: float, probe_gap: float, ramp: float, seed: int) -> None:
+    from playwright.async_api import async_playwright
+
+    timeout_ms = hard_timeout * 1000
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM),
+                                                   args=CHROMIUM_ARGS)
+        try:
+            stop = asyncio.Event()
+            prober = asyncio.create_task(_prober(sessions, latencies, t0, stop, probe_gap,
+                                                 min(timeout_ms, 60_000), seed))
+            students = [asyncio.create_task(_student(s, browser, url, t0, timeout_ms,
+                                                     ramp * i / max(len(sessions), 1)))
+                        for i, s in enumerate(sessions)]
+            remaining = hard_timeout - (time.monotonic() - t0)
+            done, pending = await asyncio.wait(students, timeout=max(remaining, 1))
+            for task in pending:
+                task.cancel()
+            for session in sessions:
+                if session.state not in ("done", "failed"):
+                    session.state, session.error = "failed", "hard time limit reached"
+            stop.set()
+            await asyncio.wait([prober], timeout=2)
+            prober.cancel()
+        finally:
+            await browser.close()
+
+
+def bench_classroom(sessions: int = 30, slots: int = 2, hard_timeout: float = 1200,
+                    probe_gap: float = 0.5, ramp: float = 10.0, seed: int = 0,
+                    keep: Path | None = None) -> dict[str, Any]:
+    """Run the classroom load test and return its figures (see the module docstring)."""
+    if not CHROMIUM.exists():
+        raise RuntimeError(f"chromium not found at {CHROMIUM} (apt-get install chromium)")
+    if not 1 <= sessions <= MAX_SESSIONS:
+        raise ValueError(f"sessions must be between 1 and {MAX_SESSIONS}")
+    from lab.runs import RunStore
+
+    work = Path(tempfile.mkdtemp(prefix="metric-lab-classroom-"))
+    runs = work / "runs"
+    runs.mkdir()
+    load_before = os.getloadavg()
+    t0, wall0 = time.monotonic(), time.time()
+    server = Server(runs, work / "streamlit.log", slots)
+    people = [Session(i) for i in range(sessions)]
+    latencies: list[dict] = []
+    try:
+        server.wait_healthy(min(180, hard_timeout))
+        started = time.monotonic()
+        asyncio.run(_drive(server.url, people, latencies, started,
+                           hard_timeout - (started - t0), probe_gap, ramp, seed))
+    finally:
+        server.stop()
+    total = time.monotonic() - t0
+    load_after = os.getloadavg()
+    infos = RunStore(runs).list()
+    timeline = []
+    for info in infos:
+        try:
+            meta = json.loads((info.path / "run.json").read_text())
+            timeline.append({"created_s": round(meta["created"] - wall0, 1),
+                             "finished_s": round(meta["updated"] - wall0, 1),
+                             "status": info.status})
+        except (OSError, ValueError, KeyError):
+            timeline.append({"status": info.status})
+    log_tail = (work / "streamlit.log").read_text(errors="replace")[-3000:]
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        shutil.copy(work / "streamlit.log", keep / "streamlit.log")
+    shutil.rmtree(work, ignore_errors=True)
+
+    measured = [x["seconds"] for x in latencies if x["seconds"] is not None]
+    results = [s.result_s for s in people if s.result_s is not None]
+    opened = [s.opened_s for s in people if s.opened_s is not None]
+    done_runs = [i for i in infos if i.status == "done"]
+    from lab.bench import machine
+
+    return {
+        "bench": "classroom",
+        "sessions": sessions, "slots": slots, "query": QUERY, "port": server.port,
+        "all_finished": all(s.state == "done" for s in people),
+        "sessions_done": sum(s.state == "done" for s in people),
+        "sessions_failed": [{"session": s.number, "error": s.error} for s in people
+                            if s.state != "done"],
+        "runs_in_store": len(infos), "runs_done": len(done_runs),
+        "none_lost": len(done_runs) == sessions,
+        "total_seconds": round(total, 1),
+        "last_result_seconds": _round(max((s.result_at for s in people
+                                           if s.result_at is not None), default=None), 1),
+        "latency_seconds": {
+            "what": "idle session flips the Presenter switch while others train: click -> "
+                    "page shows the change",
+            "probes": len(latencies), "timed_out": len(latencies) - len(measured),
+            "p50": _round(percentile(measured, 50)), "p95": _round(percentile(measured, 95)),
+            "max": _round(max(measured) if measured else None),
+        },
+        "page_open_seconds": {"p50": _round(percentile(opened, 50)),
+                              "p95": _round(percentile(opened, 95))},
+        "run_to_result_seconds": {"p50": _round(percentile(results, 50)),
+                                  "p95": _round(percentile(results, 95)),
+                                  "max": _round(max(results) if results else None),
+                                  "mean": _round(statistics.fmean(results) if results
+                                                 else None)},
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in load_after],
+        "machine": machine(),
+        "server_log_tail": log_tail if not all(s.state == "done" for s in people) else "",
+        "runs": sorted(timeline, key=lambda r: r.get("created_s", 0)),
+        "probes": latencies,
+    }
+
+
+def _round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def bench_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sessions", type=int, default=30, help="simulated students")
+    parser.add_argument("--slots", type=int, default=2,
+                        help="METRIC_LAB_MAX_TRAININGS for the server (trainings at once)")
+    parser.add_argument("--timeout", type=float, default=1200,
+                        help="hard limit for the whole test, seconds")
+    parser.add_argument("--probe-gap", type=float, default=0.5,
+                        help="seconds between two latency probes")
+    parser.add_argument("--ramp", type=float, default=10.0,
+                        help="students open the page spread over this many seconds")
+    parser.add_argument("--json", dest="json_out", help="write the result here")
+
+
+def bench_run(args: argparse.Namespace) -> dict[str, Any]:
+    result = bench_classroom(args.sessions, args.slots, args.timeout, args.probe_gap, args.ramp)
+    latency = result["latency_seconds"]
+    print(f"{result['sessions_done']}/{result['sessions']} sessions got their result, "
+          f"{result['runs_done']} runs done in the store, {result['total_seconds']} s; "
+          f"idle interaction p50 {latency['p50']} s, p95 {latency['p95']} s "
+          f"({latency['probes']} probes)", file=sys.stderr)
+    return result
