@@ -212,6 +212,10 @@ class Trainer:
         else:
             raise ValueError(f"unknown optimizer {config.optimizer!r}: choose adam or sgd")
         self.generator = torch.Generator(device="cpu").manual_seed(config.seed)
+        extra = config.extra or {}
+        # Smallest crop area kept by the augmentation, and the brightness jitter (+/-).
+        self.augment_scale = (float(extra.get("augment_scale", 0.85)), 1.0)
+        self.augment_brightness = float(extra.get("augment_brightness", 0.2))
         self.initial_probes = self._probe_embeddings() if probes else None
         self.status = "ready"
         self.message = ""
@@ -275,7 +279,8 @@ class Trainer:
                 index = batches[k % len(batches)].to(self.device)
                 images, labels = self.train_images[index], self.train_labels[index]
                 if c.augment:
-                    images = augment_batch(images, self.generator)
+                    images = augment_batch(images, self.generator, self.augment_scale,
+                                           self.augment_brightness)
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
                     embeddings = self.model(images)
                 output = self.criterion(embeddings.float(), labels, generator=self.generator)
