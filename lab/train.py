@@ -216,6 +216,9 @@ class Trainer:
         # Smallest crop area kept by the augmentation, and the brightness jitter (+/-).
         self.augment_scale = (float(extra.get("augment_scale", 0.85)), 1.0)
         self.augment_brightness = float(extra.get("augment_brightness", 0.2))
+        # extra["lr_schedule"] = "cosine": the learning rate falls to 0 along a half cosine over
+        # the epochs or the time budget, whichever ends first (settles the weights at the end).
+        self.cosine_lr = extra.get("lr_schedule") == "cosine"
         self.initial_probes = self._probe_embeddings() if probes else None
         self.status = "ready"
         self.message = ""
@@ -284,6 +287,8 @@ class Trainer:
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
                     embeddings = self.model(images)
                 output = self.criterion(embeddings.float(), labels, generator=self.generator)
+                if self.cosine_lr:
+                    self._set_lr(epoch - 1 + k / steps, start)
                 loss = output.loss
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -318,6 +323,14 @@ class Trainer:
         # epochs == 0: nothing to train, still evaluate
         report = self._report(0, 0, acc, start, last_report)
         yield self._finish(report, "done", "no epochs to train")
+
+    def _set_lr(self, epochs_done: float, start: float) -> None:
+        progress = epochs_done / max(self.config.epochs, 1)
+        if self.time_budget:
+            progress = max(progress, (time.perf_counter() - start) / self.time_budget)
+        lr = self.config.lr * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
 
     def _stop_reason(self, start: float) -> tuple[str, str] | None:
         if self._stop.is_set():
