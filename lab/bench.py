@@ -8,6 +8,22 @@ the device, the torch version and the date, so results can be compared run to ru
 (about N/K of them) are never seen in training; the network trains for at most
 ``--time-budget`` seconds, then test EER, AUC, TAR@FAR, rank-1 and d′ are measured, with the
 threshold chosen on validation identities. The raw-pixel baseline is evaluated on the same folds.
+
+Speed (issue 7; every figure is the median of ``--repeats`` where a run is short, with wall and
+process-CPU seconds, the load average before and after, and the machine and library versions):
+
+- ``dashboard``: the default lesson from pressing Run to loss curve + embedding map + histograms +
+  ROC on screen, in parts: data, train, embed, evaluate, project (PCA live map every epoch, the
+  first UMAP map after warm-up), figures (the plotly figures the Train page builds).
+- ``train``: images/s and s/epoch of each network x loss x miner at the default batch.
+- ``umap``: first map in a new process (with and without numba's on-disk cache, in subprocesses),
+  warm UMAP / PCA / t-SNE maps of 500, 2,000 and 10,000 points (lab.project.benchmark).
+- ``sweep``: K margins trained one after another vs together (lab.batched).
+- ``verify``: lab.verify's end-to-end verification bench.
+- ``memory``: peak RSS (VmHWM) of a streamlit app process with 1 and with 10 runs, its pages opened
+  by chromium.
+
+``--quick`` runs each on tiny sizes (tests check that it works and writes JSON; never a time).
 """
 
 from __future__ import annotations
@@ -16,6 +32,10 @@ import argparse
 import json
 import os
 import platform
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,15 +67,108 @@ def register(name: str, help: str, add_arguments: Callable[[argparse.ArgumentPar
     return decorate
 
 
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _ram_gb() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 2**20, 1)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def load_average() -> list[float] | None:
+    """1, 5 and 15 minute load averages (a busy machine makes every figure slower)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def versions() -> dict:
+    """Versions of the libraries whose speed is measured (None when not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in ("torch", "numpy", "umap-learn", "numba", "scikit-learn", "plotly", "streamlit"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
+
+
 def machine() -> dict:
-    """Where a figure was measured."""
+    """Where a figure was measured: CPU model, cores, RAM, device, versions, load, date."""
     from lab.train import describe_device, pick_device
 
     return {"platform": platform.platform(), "python": platform.python_version(),
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "cpu_model": _cpu_model(), "cpu_count": os.cpu_count(), "ram_gb": _ram_gb(),
+            "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__, "device": describe_device(pick_device()),
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "versions": versions(), "load_average": load_average(),
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def median(values) -> float | None:
+    values = [float(v) for v in values if v is not None]
+    return round(statistics.median(values), 4) if values else None
+
+
+class Clock:
+    """Wall and process-CPU seconds of a block: ``with Clock() as c: ...; c.wall, c.cpu``.
+
+    On a shared machine the wall time includes waiting for other processes; the CPU time of this
+    process does not (but counts both cores when two threads compute)."""
+
+    def __enter__(self) -> Clock:
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.wall = time.perf_counter() - self._wall
+        self.cpu = time.process_time() - self._cpu
+
+
+def timings(runs: list[dict[str, float]]) -> dict[str, float | None]:
+    """Per-key median over repeats."""
+    keys = list(dict.fromkeys(k for run in runs for k in run))
+    return {k: median(run.get(k) for run in runs) for k in keys}
+
+
+def _common_arguments(parser: argparse.ArgumentParser, repeats: int = 3) -> None:
+    parser.add_argument("--json", dest="json_out", metavar="OUT",
+                        help="write the result to this JSON file")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes, one repeat: checks the bench works (no real figures)")
+    parser.add_argument("--repeats", type=int, default=repeats,
+                        help=f"timed repeats; figures are medians (default {repeats})")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's choice, one per core)")
+
+
+def _start(args: argparse.Namespace, name: str) -> dict:
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+    repeats = 1 if getattr(args, "quick", False) else getattr(args, "repeats", None)
+    return {"bench": name, "quick": bool(getattr(args, "quick", False)),
+            "repeats": repeats, "machine": machine()}
+
+
+def _finish(result: dict) -> dict:
+    result["machine"]["load_average_after"] = load_average()
+    return result
 
 
 def _mean(values: list) -> float | None:
@@ -133,6 +246,491 @@ def accuracy(args: argparse.Namespace) -> dict:
     return report
 
 
+
+# -- dashboard ------------------------------------------------------------------------------
+DASHBOARD_PARTS = ("data", "train", "embed", "evaluate", "project", "figures")
+
+
+def _quick_config(**changes) -> RunConfig:
+    """A lesson small enough for a smoke test: 12 synthetic people, 16 px, 2 epochs."""
+    base = RunConfig(num_identities=12, images_per_identity=4, image_size=16, val_identities=2,
+                     test_identities=4, epochs=2, p_identities=4, k_images=4,
+                     extra={"width": 8})
+    return base.replace(**changes)
+
+
+def _dashboard_arguments(parser: argparse.ArgumentParser) -> None:
+    from lab.cli import add_config_options
+
+    _common_arguments(parser, repeats=3)
+    parser.add_argument("--imports", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time the imports in a fresh process (not part of the total)")
+    add_config_options(parser)
+
+
+def dashboard_once(config: RunConfig, store_root: str | Path, umap: bool = True) -> dict:
+    """One Run of the Train page, timed in parts; returns seconds per part and the test EER.
+
+    The parts, in the order the app does them:
+    data (load the faces), train (Trainer, epochs, probe embeddings, run-store writes),
+    embed (test and validation embeddings for the final figures), evaluate (EER/AUC/TAR on test
+    with the threshold from validation, and the live page's ROC from the probes), project (the
+    PCA live map at every epoch and the first UMAP map of the final probes), figures (loss curve,
+    embedding map, energy histogram and ROC, as plotly figures).
+    """
+    from lab import plots
+    from lab.data import load_for_config
+    from lab.energy import energy_bound
+    from lab.evaluate import evaluate_embeddings
+    from lab.project import project
+    from lab.runs import RunStore
+    from lab.train import train_run
+    from lab.views import live_map, pair_energies, verification_of
+
+    wall: dict[str, float] = {}
+    cpu: dict[str, float] = {}
+    with Clock() as c:
+        faceset = load_for_config(config)
+    wall["data"], cpu["data"] = c.wall, c.cpu
+    first_report: list[float] = []
+    started = time.perf_counter()
+
+    def on_report(report) -> None:
+        if not first_report:
+            first_report.append(time.perf_counter() - started)
+
+    with Clock() as c:
+        _, trainer = train_run(config, store=RunStore(store_root), faceset=faceset,
+                               on_report=on_report, evaluate=False)
+    wall["train"], cpu["train"] = c.wall, c.cpu
+    history = RunStore(store_root).list()
+    reports_probes = RunStore(store_root).load(history[0].id).probes() if history else {}
+    probes = reports_probes["embeddings"].numpy() if reports_probes else None
+
+    with Clock() as c:
+        test_emb = trainer.embeddings(trainer.test_index)
+        val_emb = trainer.embeddings(trainer.val_index)
+    wall["embed"], cpu["embed"] = c.wall, c.cpu
+    labels = trainer.faceset.labels
+    probe_labels = trainer.probe_labels.numpy()
+    probe_is_test = trainer.probe_is_test.numpy()
+    with Clock() as c:
+        result = evaluate_embeddings(test_emb, labels[trainer.test_index].numpy(), config.energy,
+                                     val_emb, labels[trainer.val_index].numpy(),
+                                     seed=config.seed)
+        final = probes[-1] if probes is not None else test_emb
+        roc = verification_of(final, probe_labels, probe_is_test, config.energy, config.seed)
+    wall["evaluate"], cpu["evaluate"] = c.wall, c.cpu
+
+    with Clock() as c:
+        points = None
+        for frame in (probes if probes is not None else [final]):
+            points = live_map(frame, points, seed=config.seed)
+        umap_points = project(final, "umap", seed=config.seed) if umap else None
+    wall["project"], cpu["project"] = c.wall, c.cpu
+
+    history_rows = RunStore(store_root).load(history[0].id).history if history else []
+    with Clock() as c:
+        epochs = [row["epoch"] for row in history_rows]
+        figures = [plots.loss_curve(epochs, [row["loss"] for row in history_rows],
+                                    active_fraction=[row["active_fraction"]
+                                                     for row in history_rows])]
+        figures.append(plots.embedding_map(points, probe_labels,
+                                           seen_mask=np.zeros_like(probe_is_test),
+                                           title="Unseen identities (PCA)"))
+        genuine, impostor = pair_energies(final, probe_labels, config.energy, 5000, config.seed)
+        bound = energy_bound(config.energy, final.shape[1]) if config.normalize else None
+        figures.append(plots.energy_histogram(genuine, impostor, margin=config.margin,
+                                              x_range=(0, bound) if bound else None))
+        if roc is not None:
+            figures.append(plots.roc_curves([{"name": config.loss, "fpr": roc.fpr,
+                                              "tpr": roc.tpr, "auc": roc.auc, "eer": roc.eer}]))
+        if umap_points is not None:
+            figures.append(plots.embedding_map(umap_points, probe_labels,
+                                               title="Unseen identities (UMAP)"))
+        for fig in figures:
+            fig.to_dict()  # what st.plotly_chart serialises
+    wall["figures"], cpu["figures"] = c.wall, c.cpu
+    return {"wall": wall, "cpu": cpu, "first_epoch_on_screen_s": first_report[0]
+            if first_report else None, "test_eer": result.eer, "test_auc": result.auc,
+            "probe_roc_eer": roc.eer if roc is not None else None,
+            "epochs": config.epochs, "steps": int(history_rows[-1]["step"]) if history_rows
+            else 0}
+
+
+_IMPORTS_SCRIPT = """
+import json, time
+t = time.perf_counter(); import torch; a = time.perf_counter()
+import lab.train, lab.evaluate, lab.data, lab.losses; b = time.perf_counter()
+import plotly.graph_objects, lab.plots, lab.views; c = time.perf_counter()
+from lab import project; project._import_umap(); d = time.perf_counter()
+project.warm_up_umap(); e = time.perf_counter()
+print(json.dumps({"torch": a - t, "lab_training": b - a, "plotly_plots": c - b,
+                  "umap_cached": d - c, "umap_warm_up": e - d}))
+"""
+
+
+def _python_subprocess(script: str, timeout: float = 900, env: dict | None = None) -> dict:
+    """Run ``script`` in a fresh Python (cold imports); its last stdout line is JSON."""
+    root = Path(__file__).resolve().parents[1]
+    environment = {**os.environ, **(env or {})}
+    environment["PYTHONPATH"] = str(root) + os.pathsep + environment.get("PYTHONPATH", "")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=environment, cwd=root, timeout=timeout)
+    if done.returncode != 0:
+        return {"error": done.stderr[-800:]}
+    values = json.loads(done.stdout.strip().splitlines()[-1])
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in values.items()}
+
+
+@register("dashboard", "seconds from Run to loss curve, maps, histograms and ROC on screen",
+          _dashboard_arguments)
+def dashboard(args: argparse.Namespace) -> dict:
+    from lab.cli import config_from_args
+    from lab.project import warm_up_umap
+
+    result = _start(args, "dashboard")
+    base = _quick_config() if args.quick else RunConfig()
+    config = config_from_args(args, base)
+    repeats = 1 if args.quick else max(1, args.repeats)
+    if args.imports and not args.quick:
+        result["imports_new_process_s"] = _python_subprocess(_IMPORTS_SCRIPT)
+    with Clock() as c:
+        warm_up_umap()  # the app does this in a background thread at start
+    result["umap_warm_up_s"] = round(c.wall, 3)
+    runs = []
+    with tempfile.TemporaryDirectory() as root:
+        for r in range(repeats):
+            runs.append(dashboard_once(config, Path(root) / f"runs-{r}", umap=True))
+    wall = timings([run["wall"] for run in runs])
+    cpu = timings([run["cpu"] for run in runs])
+    result.update({
+        "config": config.to_dict(), "parts": list(DASHBOARD_PARTS),
+        "wall_s": wall, "cpu_s": cpu,
+        "total_wall_s": median(sum(run["wall"].values()) for run in runs),
+        "total_cpu_s": median(sum(run["cpu"].values()) for run in runs),
+        "first_epoch_on_screen_s": median(run["first_epoch_on_screen_s"] for run in runs),
+        "test_eer": median(run["test_eer"] for run in runs),
+        "test_auc": median(run["test_auc"] for run in runs),
+        "probe_roc_eer": median(run["probe_roc_eer"] for run in runs),
+        "steps": runs[0]["steps"], "goal_s": 10.0,
+        "note": "seconds are medians over repeats in one warm process (imports and UMAP warm-up "
+                "happen at app start and are reported apart); total = sum of the parts",
+    })
+    result["summary"] = (f"dashboard: {result['total_wall_s']:.2f} s wall "
+                         f"({', '.join(f'{k} {v:.2f}' for k, v in wall.items())}); "
+                         f"test EER {result['test_eer']:.4f}")
+    return _finish(result)
+
+
+
+# -- train ----------------------------------------------------------------------------------
+TRAIN_LOSSES = {"contrastive": ("all", "semihard", "batchhard"),
+                "triplet": ("all", "semihard", "batchhard"), "arcface": ("all",)}
+
+
+def _train_arguments(parser: argparse.ArgumentParser) -> None:
+    _common_arguments(parser, repeats=3)
+    parser.add_argument("--networks", nargs="+", default=None, help="default: all four")
+    parser.add_argument("--losses", nargs="+", default=None,
+                        help=f"default: {', '.join(TRAIN_LOSSES)}")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+
+
+def train_speed(config: RunConfig, faceset, repeats: int) -> dict:
+    """Epochs of ``config`` without probes or evaluation: the first epoch warms up (kernels,
+    allocator), the next ``repeats`` are timed. Returns medians of s/epoch and images/s."""
+    from lab.train import Trainer
+
+    trainer = Trainer(config.replace(epochs=repeats + 1), faceset, probes=False, evaluate=False)
+    cpu = time.process_time()
+    reports = list(trainer.fit())
+    timed = reports[1:] or reports
+    return {"s_per_epoch": median(r.seconds for r in timed),
+            "images_per_s": median(r.images_per_second for r in timed),
+            "steps_per_epoch": reports[0].step,
+            "cpu_s_total": round(time.process_time() - cpu, 3), "status": trainer.status}
+
+
+@register("train", "images/s and s/epoch of each network x loss x miner", _train_arguments)
+def train(args: argparse.Namespace) -> dict:
+    from lab.data import load_for_config
+    from lab.losses import LOSSES
+
+    result = _start(args, "train")
+    base = (_quick_config(epochs=1, steps_per_epoch=2) if args.quick else RunConfig())
+    base = base.replace(device=args.device)
+    repeats = 1 if args.quick else max(1, args.repeats)
+    networks = args.networks or (("linear", "cnn") if args.quick else
+                                 ("linear", "mlp", "cnn", "resnet"))
+    losses = args.losses or (("contrastive", "arcface") if args.quick else tuple(TRAIN_LOSSES))
+    faceset = load_for_config(base)
+    rows = []
+    for network in networks:
+        for loss in losses:
+            spec = LOSSES[loss]
+            miners = ("all",) if spec.kind == "classifier" else TRAIN_LOSSES.get(
+                loss, ("all", "semihard", "batchhard"))
+            if args.quick:
+                miners = miners[:1]
+            for miner in miners:
+                config = base.replace(network=network, loss=loss, miner=miner,
+                                      energy=spec.default_energy, margin=spec.default_margin)
+                row = {"network": network, "loss": loss,
+                       "miner": miner if spec.kind != "classifier" else None,
+                       **train_speed(config, faceset, repeats)}
+                rows.append(row)
+                print(f"{network:7s} {loss:12s} {str(row['miner']):10s} "
+                      f"{row['images_per_s']:8.0f} images/s {row['s_per_epoch']:.3f} s/epoch",
+                      flush=True)
+    result.update({"batch": base.p_identities * base.k_images, "image_size": base.image_size,
+                   "train_images": int(len(faceset.labels)), "rows": rows})
+    return _finish(result)
+
+
+# -- umap -----------------------------------------------------------------------------------
+def _umap_arguments(parser: argparse.ArgumentParser) -> None:
+    _common_arguments(parser, repeats=3)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[500, 2000, 10000])
+    parser.add_argument("--cold", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time a first map with an empty numba cache (1-2 minutes)")
+
+
+@register("umap", "first map after app start (cold, cached) and warm UMAP / PCA / t-SNE maps",
+          _umap_arguments)
+def umap_bench(args: argparse.Namespace) -> dict:
+    from lab.project import benchmark
+
+    result = _start(args, "umap")
+    sizes = [200] if args.quick else args.sizes
+    figures = benchmark(sizes=sizes, repeats=1 if args.quick else args.repeats,
+                        cold=args.cold and not args.quick)
+    figures.pop("bench", None)
+    figures["project_machine"] = figures.pop("machine", None)
+    result.update(figures)
+    warm = figures.get("warm", {})
+    result["summary"] = "umap: " + ", ".join(f"{k} {v['wall_s']:.2f} s" for k, v in warm.items())
+    return _finish(result)
+
+
+
+# -- sweep ----------------------------------------------------------------------------------
+SWEEP_MARGINS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
+
+
+def _sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    _common_arguments(parser, repeats=1)
+    parser.add_argument("--k", type=int, default=8, help="margins trained (default 8)")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per run (default 3)")
+    parser.add_argument("--network", default="cnn")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+
+
+@register("sweep", "K margins of the contrastive loss: one after another vs trained together",
+          _sweep_arguments)
+def sweep(args: argparse.Namespace) -> dict:
+    """Seconds to train and save K runs that differ only in the margin: sequentially (what the
+    app's sweep did) and together (lab.batched), plus one run alone for the ratio. Both paths
+    save every run with its history, probes, weights and metrics."""
+    from lab.batched import train_runs_batched
+    from lab.data import load_for_config
+    from lab.runs import RunStore
+    from lab.train import train_run
+
+    result = _start(args, "sweep")
+    k = 2 if args.quick else args.k
+    base = (_quick_config(epochs=1) if args.quick else
+            RunConfig(epochs=args.epochs, network=args.network)).replace(device=args.device)
+    margins = [SWEEP_MARGINS[i % len(SWEEP_MARGINS)] * (1 + i // len(SWEEP_MARGINS))
+               for i in range(k)]
+    configs = [base.replace(margin=m, extra={**base.extra, "sweep": "bench"}) for m in margins]
+    faceset = load_for_config(base)
+    repeats = 1 if args.quick else max(1, args.repeats)
+    rows = []
+    with tempfile.TemporaryDirectory() as root:
+        train_run(configs[0], store=RunStore(Path(root) / "warm"), faceset=faceset)  # warm-up
+        for r in range(repeats):
+            row: dict = {}
+            with Clock() as c:
+                train_run(configs[0], store=RunStore(Path(root) / f"one-{r}"), faceset=faceset)
+            row["one_wall_s"], row["one_cpu_s"] = c.wall, c.cpu
+            eers = []
+            with Clock() as c:
+                for config in configs:
+                    _, trainer = train_run(config, store=RunStore(Path(root) / f"seq-{r}"),
+                                           faceset=faceset)
+                    eers.append(trainer.metrics["test"]["eer"])
+            row["sequential_wall_s"], row["sequential_cpu_s"] = c.wall, c.cpu
+            with Clock() as c:
+                _, batched = train_runs_batched(configs, store=RunStore(Path(root) / f"bat-{r}"),
+                                                faceset=faceset)
+            row["batched_wall_s"], row["batched_cpu_s"] = c.wall, c.cpu
+            row["max_eer_difference"] = max(
+                abs(a - t.metrics["test"]["eer"]) for a, t in zip(eers, batched.trainers,
+                                                                   strict=True))
+            rows.append(row)
+    figures = timings(rows)
+    result.update({"k": k, "margins": margins, "epochs": base.epochs, "network": base.network,
+                   "loss": base.loss, "device_used": str(batched.device), **figures,
+                   "batched_over_sequential": round(figures["batched_wall_s"]
+                                                    / figures["sequential_wall_s"], 3),
+                   "batched_over_one": round(figures["batched_wall_s"] / figures["one_wall_s"], 3),
+                   "note": "each path trains and saves K runs (history, probes every epoch, "
+                           "weights, final evaluation); max_eer_difference compares the test "
+                           "EER of the same margin trained both ways"})
+    result["summary"] = (f"sweep K={k}: one {figures['one_wall_s']:.2f} s, sequential "
+                         f"{figures['sequential_wall_s']:.2f} s, batched "
+                         f"{figures['batched_wall_s']:.2f} s")
+    return _finish(result)
+
+
+
+# -- memory ---------------------------------------------------------------------------------
+MEMORY_PAGES = ("train", "embeddings", "energies", "compare")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--disable-dev-shm-usage"]
+
+
+def _memory_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", dest="json_out", metavar="OUT",
+                        help="write the result to this JSON file")
+    parser.add_argument("--quick", action="store_true", help="a tiny run, 1 and 2 runs")
+    parser.add_argument("--runs", type=int, nargs="+", default=[1, 10],
+                        help="run counts to measure (default 1 10)")
+    parser.add_argument("--chromium", default=os.environ.get("METRIC_LAB_CHROMIUM",
+                                                             "/usr/bin/chromium"))
+
+
+def _proc_status_kib(pid: int, field: str) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _fill_store(root: Path, count: int, config: RunConfig) -> None:
+    """``count`` finished runs: one trained, the others imported copies of it (same size)."""
+    from lab.runs import RunStore
+    from lab.train import train_run
+
+    store = RunStore(root)
+    existing = store.list()
+    if not existing:
+        train_run(config, store=store)
+        existing = store.list()
+    data = store.export_zip(existing[0].id)
+    for _ in range(count - len(existing)):
+        store.import_zip(data)
+
+
+def app_peak_rss(runs_root: Path, chromium: str, pages=MEMORY_PAGES, log: Path | None = None
+                 ) -> dict:
+    """Start ``streamlit run app.py`` on this store, open ``pages`` in chromium (each until the
+    app stops running), and read the server process's peak (VmHWM) and current RSS."""
+    import urllib.request
+
+    from playwright.sync_api import sync_playwright
+
+    root = Path(__file__).resolve().parents[1]
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "METRIC_LAB_RUNS": str(runs_root)}
+    out = open(log or os.devnull, "w")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
+         "--server.port", str(port), "--server.headless", "true",
+         "--browser.gatherUsageStats", "false"],
+        cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
+    result: dict = {"pages": {}}
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("streamlit did not start")
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
+                    break
+            except OSError:
+                time.sleep(0.5)
+        result["after_start_mib"] = round(_proc_status_kib(process.pid, "VmRSS") / 1024, 1)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+            page.set_default_timeout(120_000)
+            for name in pages:
+                started = time.perf_counter()
+                page.goto(f"{url}/{name}")
+                page.wait_for_selector('[data-testid="stApp"]')
+                page.wait_for_timeout(500)
+                page.wait_for_function(
+                    "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
+                page.wait_for_timeout(1000)
+                result["pages"][name] = {
+                    "seconds": round(time.perf_counter() - started, 2),
+                    "rss_mib": round(_proc_status_kib(process.pid, "VmRSS") / 1024, 1)}
+            browser.close()
+        result["peak_rss_mib"] = round(_proc_status_kib(process.pid, "VmHWM") / 1024, 1)
+        result["rss_mib"] = round(_proc_status_kib(process.pid, "VmRSS") / 1024, 1)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        out.close()
+    return result
+
+
+@register("memory", "peak RSS of the streamlit app process with 1 and with 10 trained runs",
+          _memory_arguments)
+def memory(args: argparse.Namespace) -> dict:
+    result = _start(args, "memory")
+    counts = [1, 2] if args.quick else sorted(args.runs)
+    config = _quick_config() if args.quick else RunConfig()
+    result.update({"pages": list(MEMORY_PAGES), "config": config.to_dict(), "runs": {},
+                   "goal_mib_one_run": 1536})
+    with tempfile.TemporaryDirectory() as folder:
+        store = Path(folder) / "runs"
+        for count in counts:
+            _fill_store(store, count, config)
+            result["runs"][str(count)] = app_peak_rss(store, args.chromium,
+                                                      log=Path(folder) / f"app-{count}.log")
+    result["summary"] = "memory: " + ", ".join(
+        f"{n} run(s) peak {r['peak_rss_mib']:.0f} MiB" for n, r in result["runs"].items())
+    return _finish(result)
+
+
+# -- verify ---------------------------------------------------------------------------------
+def _verify_arguments(parser: argparse.ArgumentParser) -> None:
+    from lab import verify
+
+    verify.bench_arguments(parser)
+    parser.add_argument("--quick", action="store_true", help="3 repeats, no accuracy run")
+
+
+@register("verify", "end-to-end time of one verification (student and reference model)",
+          _verify_arguments)
+def verify_bench(args: argparse.Namespace) -> dict:
+    from lab import verify
+
+    if args.quick:
+        args.repeats, args.accuracy = min(args.repeats, 3), False
+    return {"bench": "verify", **verify.bench_run(args)}
+
+
 def add_parser(subparsers) -> None:
     from lab import verify as _v  # the verify bench lives with its module (issue 6)
 
@@ -164,6 +762,8 @@ def _runner(bench: Bench):
             if pixels.get("eer") is not None:
                 line += f"; raw pixels {pixels['eer']:.4f}"
             print(line)
+        if result.get("summary"):
+            print(result["summary"])
         if not out:
             print(text)
         return 0
