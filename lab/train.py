@@ -37,6 +37,10 @@ from lab.config import RunConfig
 from lab.evaluate import Verification, embed, evaluate_embeddings
 
 PROBE_CAP = 600  # probe images (val + test identities) embedded at every report
+# Convolutional nets train 20-35 % faster on CPU with images and weights in channels-last
+# (NHWC) memory order (oneDNN's native layout; also what GPU tensor cores prefer). Measured by
+# `python -m lab bench train`; the flat nets (linear, mlp) would only pay for a copy.
+CHANNELS_LAST_NETWORKS = ("cnn", "resnet")
 
 
 def pick_device(preference: str = "auto") -> torch.device:
@@ -175,7 +179,10 @@ class Trainer:
         remap = torch.full((int(labels.max()) + 1,), -1, dtype=torch.long)
         remap[train_ids] = torch.arange(len(train_ids))
         self.train_labels_cpu = remap[labels[train_mask]]
-        self.train_images = images[train_mask].to(self.device)
+        self.memory_format = (torch.channels_last if config.network in CHANNELS_LAST_NETWORKS
+                              and images.dim() == 4 else torch.contiguous_format)
+        self.train_images = images[train_mask].to(self.device).contiguous(
+            memory_format=self.memory_format)
         self.train_labels = self.train_labels_cpu.to(self.device)
         self.num_classes = len(train_ids)
         if self.num_classes < 2 or len(self.train_labels) < 2:
@@ -194,13 +201,15 @@ class Trainer:
         self.probe_labels = labels[unseen]
         self.probe_is_test = torch.isin(self.probe_labels, torch.as_tensor(
             list(self.split.test), dtype=torch.long))
-        self._probe_images = images[unseen].to(self.device)
+        self._probe_images = images[unseen].to(self.device).contiguous(
+            memory_format=self.memory_format)
 
         c, h, w = self.faceset.image_shape
         self.in_channels, self.image_size = c, (h if h == w else (h, w))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
-            self.model = build_model(config, c, self.image_size).to(self.device)
+            self.model = build_model(config, c, self.image_size).to(
+                self.device, memory_format=self.memory_format)
             self.criterion = build_criterion(config, self.num_classes).to(self.device)
         params = list(self.model.parameters()) + list(self.criterion.parameters())
         if config.optimizer == "sgd":
@@ -368,7 +377,9 @@ class Trainer:
         report.status, report.message = status, message
         if self.run_evaluation:
             report.metrics = self.evaluate()
-        report.probe_embeddings = self._probe_embeddings()
+        if report.probe_embeddings is None or status == "diverged":
+            # _report embedded the probes of these very weights unless they were just restored
+            report.probe_embeddings = self._probe_embeddings()
         return report
 
     # -- evaluation --------------------------------------------------------------------------
@@ -467,6 +478,22 @@ def _to_memory(run, config: RunConfig, name: str | None, error: OSError) -> Memo
     with contextlib.suppress(OSError):
         run.set_status("interrupted", "could not save the rest of this run: " + str(error))
     return MemoryRun(config, name, error, history=list(run.history), meta=dict(run.meta))
+
+
+def warm_up(device: torch.device | None = None) -> float:
+    """Pay the one-time costs of the first training before a user presses Run: the first
+    optimiser imports ``torch._dynamo`` (3-7 s on a 2-core CPU) and the first convolution
+    initialises oneDNN. Call it from a background thread; returns the seconds it took."""
+    from lab.models import build_model
+
+    start = time.perf_counter()
+    device = device or pick_device()
+    model = build_model(RunConfig(network="cnn", extra={"width": 4}), 1, 8).to(device)
+    optimizer = torch.optim.Adam(model.parameters())
+    images = torch.rand(4, 1, 8, 8, device=device).contiguous(memory_format=torch.channels_last)
+    model(images).sum().backward()
+    optimizer.step()
+    return time.perf_counter() - start
 
 
 def train_run(config: RunConfig, store=None, faceset=None, name: str | None = None,
