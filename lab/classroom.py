@@ -196,7 +196,7 @@ async def _drive(url: str, sessions: list[Session], latencies: list[dict], t0: f
         try:
             stop = asyncio.Event()
             prober = asyncio.create_task(_prober(sessions, latencies, t0, stop, probe_gap,
-                                                 min(timeout_ms, 60_000), seed))
+                                                 min(timeout_ms, 30_000), seed))
             students = [asyncio.create_task(_student(s, browser, url, t0, timeout_ms,
                                                      ramp * i / max(len(sessions), 1)))
                         for i, s in enumerate(sessions)]
@@ -248,7 +248,7 @@ def bench_classroom(sessions: int = 30, slots: int = 2, hard_timeout: float = 12
             meta = json.loads((info.path / "run.json").read_text())
             timeline.append({"created_s": round(meta["created"] - wall0, 1),
                              "finished_s": round(meta["updated"] - wall0, 1),
-                             "status": info.status})
+                             "status": info.status, "message": info.message})
         except (OSError, ValueError, KeyError):
             timeline.append({"status": info.status})
     log_tail = (work / "streamlit.log").read_text(errors="replace")[-3000:]

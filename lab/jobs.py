@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 
 from lab.config import RunConfig
 
-HEARTBEAT_TIMEOUT_S = 90.0  # a job nobody has looked at for this long is abandoned
+# A job nobody has looked at for this long is abandoned. Generous: on a busy 2-core server a
+# live page can miss its 1 s polls for over a minute (classroom load test, 10 sessions).
+HEARTBEAT_TIMEOUT_S = 240.0
 ACTIVE = ("queued", "loading", "running", "paused")
 
 
