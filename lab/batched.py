@@ -162,6 +162,10 @@ class BatchedTrainer:
         first = self.trainers[0]
         use_amp = self.device.type == "cuda"
         check_each_step = self.device.type == "cpu"
+        if self.device.type == "cpu":
+            from lab.train import training_threads
+
+            torch.set_num_threads(training_threads())
         start = last = time.perf_counter()
         accs = [_Accumulator(self.device) for _ in range(self.k)]
         snapshot = self._snapshot()

@@ -56,6 +56,22 @@ def pick_device(preference: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
+def training_threads() -> int:
+    """CPU threads for one training: METRIC_LAB_TORCH_THREADS, else half the cores (at least 1),
+    never more than torch is already set to.
+
+    Why not every core: these models are tiny, so two threads gain little even on an idle CPU,
+    while any other work on the machine (the app drawing figures, the browser, a second user)
+    makes OpenMP threads spin against each other: on the 2-core box one thread trained the
+    default lesson in 3 s where two took 24 s under load (`python -m lab bench dashboard`)."""
+    import os
+
+    configured = os.environ.get("METRIC_LAB_TORCH_THREADS")
+    if configured:
+        return max(1, int(configured))
+    return max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) // 2))
+
+
 def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"CUDA GPU ({torch.cuda.get_device_name(device)})"
@@ -277,6 +293,8 @@ class Trainer:
         c = self.config
         use_amp = self.device.type == "cuda"
         check_each_step = self.device.type == "cpu"
+        if self.device.type == "cpu":
+            torch.set_num_threads(training_threads())  # per calling thread for OpenMP
         start = time.perf_counter()
         last_report = start
         acc = _Accumulator(self.device)

@@ -1,0 +1,90 @@
+"""Benchmarks run once on tiny sizes (--quick): they work and write valid JSON. No time is
+ever asserted (benchmarks are not tests); the slow ones are marked slow."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pytest
+
+from lab import bench, cli
+
+CHROMIUM = os.environ.get("METRIC_LAB_CHROMIUM", "/usr/bin/chromium")
+
+
+def run_bench(tmp_path, *args) -> dict:
+    out = tmp_path / "result.json"
+    assert cli.main(["bench", *args, "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    machine = result["machine"]
+    for key in ("cpu_model", "cpu_count", "ram_gb", "device", "versions", "load_average"):
+        assert key in machine, key
+    assert machine["versions"]["torch"]
+    return result
+
+
+def test_registry_has_every_bench():
+    assert {"accuracy", "dashboard", "train", "umap", "sweep", "verify",
+            "memory"} <= set(bench.BENCHES)
+
+
+def test_timing_helpers():
+    assert bench.median([3.0, 1.0, 2.0, None]) == 2.0
+    assert bench.median([]) is None
+    assert bench.timings([{"a": 1.0, "b": 4.0}, {"a": 3.0}]) == {"a": 2.0, "b": 4.0}
+    with bench.Clock() as clock:
+        sum(range(1000))
+    assert clock.wall >= 0 and clock.cpu >= 0
+
+
+def test_dashboard_quick(tmp_path):
+    result = run_bench(tmp_path, "dashboard", "--quick")
+    assert set(result["wall_s"]) == set(bench.DASHBOARD_PARTS)
+    assert result["total_wall_s"] > 0
+    assert 0.0 <= result["test_eer"] <= 1.0
+    assert result["first_run"]["total_wall_s"] > 0
+
+
+def test_train_quick(tmp_path):
+    result = run_bench(tmp_path, "train", "--quick", "--networks", "linear", "--losses",
+                       "contrastive", "arcface")
+    rows = result["rows"]
+    assert [(r["network"], r["loss"], r["miner"]) for r in rows] == [
+        ("linear", "contrastive", "all"), ("linear", "arcface", None)]
+    assert all(r["images_per_s"] > 0 and r["s_per_epoch"] > 0 for r in rows)
+
+
+def test_sweep_quick(tmp_path):
+    result = run_bench(tmp_path, "sweep", "--quick")
+    assert result["k"] == 2
+    for key in ("one_wall_s", "sequential_wall_s", "batched_wall_s"):
+        assert result[key] > 0
+    assert result["max_eer_difference"] < 1e-6  # the same training both ways
+
+
+@pytest.mark.slow
+def test_umap_quick(tmp_path):
+    result = run_bench(tmp_path, "umap", "--quick")
+    assert set(result["warm"]) == {"umap_200", "pca_200", "tsne_200"}
+    assert "import_umap_s" in result["first_map_cached"]
+
+
+@pytest.mark.slow
+def test_verify_quick(tmp_path, att_dir):
+    result = run_bench(tmp_path, "verify", "--quick", "--att-dir", str(att_dir))
+    assert result["bench"] == "verify"
+    assert "total" in result["student"]["att_pgm"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"chromium not found at {CHROMIUM}")
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc/PID/status")
+def test_memory_quick(tmp_path):
+    pytest.importorskip("playwright")
+    result = run_bench(tmp_path, "memory", "--quick")
+    assert set(result["runs"]) == {"1", "2"}
+    for figures in result["runs"].values():
+        assert figures["peak_rss_mib"] > 0
+        assert set(figures["pages"]) == set(bench.MEMORY_PAGES)
