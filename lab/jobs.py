@@ -344,38 +344,100 @@ class SweepJob:
 
     Each config is an ordinary TrainingJob, so it queues fairly with other users' trainings and
     is saved as its own run, tagged with the sweep's name in ``config.extra["sweep"]``.
+
+    ``batched``: configs that differ only in the loss's parameters can instead be trained
+    together in one slot (lab.batched: same runs, one stacked model). None decides by the
+    device: together on CUDA, where it pays, one after another on CPU, where it measured
+    slower (`python -m lab bench sweep`, benchmarks/README.md).
     """
 
     configs: list[RunConfig]
     store: object | None = None
     limiter: TrainingLimiter | None = None
     jobs: list[TrainingJob] = field(default_factory=list)
+    batched: bool | None = None
+    message: str = ""
 
     def __post_init__(self) -> None:
         self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
+        self._together: bool | None = None  # decided when the sweep starts
+        self._finished = 0  # runs finished on the batched path
+        self._trainer = None  # the BatchedTrainer, once started
+        self._last_seen = time.monotonic()
 
     def start(self) -> SweepJob:
         self._thread = threading.Thread(target=self._work, name="sweep", daemon=True)
         self._thread.start()
         return self
 
+    @staticmethod
+    def _name(config: RunConfig) -> str:
+        return f"{config.extra.get('sweep', 'sweep')} {config.loss} m={config.margin:g}"
+
+    def _use_batched(self) -> bool:
+        from lab.batched import batch_problem, prefer_batched
+
+        if len(self.configs) < 2 or batch_problem(self.configs) is not None:
+            return False
+        if self.batched is not None:
+            return self.batched
+        from lab.train import pick_device
+
+        return prefer_batched(pick_device(self.configs[0].device))
+
     def _work(self) -> None:
+        self._together = self._use_batched()
+        if self._together:
+            self._work_batched()
+            return
         for config in self.configs:
             if self._cancel.is_set():
                 return
             job = TrainingJob(config, store=self.store, limiter=self.limiter,
-                              name=f"{config.extra.get('sweep', 'sweep')} {config.loss} "
-                                   f"m={config.margin:g}")
+                              name=self._name(config))
             self.jobs.append(job)
             job.start().wait()
 
+    def _work_batched(self) -> None:
+        """All configs in one training slot, each saved as its own run (lab.batched)."""
+        from lab.batched import train_runs_batched
+
+        limiter = self.limiter or shared_limiter()
+        ticket = next(_TICKETS)
+        if not limiter.acquire(ticket, self._cancel):
+            return
+        try:
+            def on_start(runs, trainer) -> None:
+                self._trainer = trainer
+                if self._cancel.is_set():
+                    trainer.stop()
+
+            def on_report(k: int, report) -> bool:
+                if report.status != "running":
+                    self._finished += 1
+                if time.monotonic() - self._last_seen > HEARTBEAT_TIMEOUT_S:
+                    self.message = "The browser session went away, so the sweep stopped"
+                    return False
+                return not self._cancel.is_set()
+
+            train_runs_batched(self.configs, store=self.store,
+                               names=[self._name(c) for c in self.configs],
+                               on_report=on_report, on_start=on_start)
+        except Exception as error:  # noqa: BLE001 - a failure becomes a message on the page
+            self.message = _plain_failure(error)
+        finally:
+            limiter.release(ticket)
+
     def heartbeat(self) -> None:
+        self._last_seen = time.monotonic()
         for job in self.jobs:
             job.heartbeat()
 
     def stop(self) -> None:
         self._cancel.set()
+        if self._trainer is not None:
+            self._trainer.stop()
         for job in self.jobs:
             job.stop()
 
@@ -389,5 +451,12 @@ class SweepJob:
         return self._thread is not None and self._thread.is_alive()
 
     @property
+    def together(self) -> bool | None:
+        """True when the sweep trains its configs together (None until it has started)."""
+        return self._together
+
+    @property
     def done(self) -> int:
+        if self._together:
+            return self._finished
         return sum(1 for job in self.jobs if not job.active)

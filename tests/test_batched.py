@@ -112,3 +112,26 @@ def test_a_diverging_model_drops_out_and_keeps_its_last_good_weights():
     assert last[1].status == "diverged" and last[1].epoch == 1
     assert "last good epoch" in last[1].message
     assert all(torch.isfinite(p).all() for p in batched.trainers[1].model.parameters())
+
+
+def test_sweep_job_batched_path_saves_every_run(tmp_path):
+    from lab.jobs import SweepJob, TrainingLimiter
+
+    configs = [tiny(margin=m, extra={"width": 4, "sweep": "sw"}) for m in (0.5, 1.0, 1.5)]
+    store = RunStore(tmp_path)
+    sweep = SweepJob(configs, store=store, limiter=TrainingLimiter(1), batched=True).start()
+    assert sweep.wait(timeout=120)
+    assert sweep.together and sweep.done == 3 and not sweep.message
+    infos = store.list()
+    assert sorted(i.name for i in infos) == ["sw contrastive m=0.5", "sw contrastive m=1",
+                                             "sw contrastive m=1.5"]
+    assert all(i.status == "done" for i in infos)
+
+
+def test_sweep_job_stays_sequential_on_cpu_by_default(tmp_path):
+    from lab.jobs import SweepJob, TrainingLimiter
+
+    configs = [tiny(epochs=1, margin=m, device="cpu") for m in (0.5, 1.0)]
+    sweep = SweepJob(configs, store=RunStore(tmp_path), limiter=TrainingLimiter(1)).start()
+    assert sweep.wait(timeout=120)
+    assert sweep.together is False and sweep.done == 2 and len(sweep.jobs) == 2
