@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from lab.lessons import LESSONS
@@ -14,6 +15,8 @@ PAGE = "app_pages/lessons.py"
 
 
 def _app(lesson: str | None = None) -> AppTest:
+    st.cache_resource.clear()  # the run store is cached per process: use this test's root
+    st.cache_data.clear()
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
     if lesson is not None:
         at.query_params["lesson"] = lesson
