@@ -171,7 +171,7 @@ class BatchedTrainer:
         snapshot = self._snapshot()
         step = 0
         for epoch in range(1, c.epochs + 1):
-            batches = list(first._sampler(epoch))
+            batches = first._epoch_batches(epoch)
             steps = c.steps_per_epoch or len(batches)
             diverged: dict[int, str] = {}
             for s in range(steps):

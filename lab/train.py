@@ -279,6 +279,15 @@ class Trainer:
         return PKSampler(self.train_labels_cpu, p, self.config.k_images,
                          seed=self.config.seed * 100_003 + epoch)
 
+    def _epoch_batches(self, epoch: int) -> list[torch.Tensor]:
+        """The epoch's index batches, on the device: one host-to-device copy per epoch (a copy
+        from pageable host memory waits for the GPU, so one per step would sync every step)."""
+        batches = list(self._sampler(epoch))
+        if self.device.type == "cpu" or not batches:
+            return batches
+        sizes = [len(b) for b in batches]
+        return list(torch.cat(batches).to(self.device).split(sizes))
+
     def _divergence_message(self, epoch: int, step: int, what: str) -> str:
         c = self.config
         hint = f"the learning rate {c.lr:g} may be too high for this loss, try {c.lr / 10:g}"
@@ -303,7 +312,7 @@ class Trainer:
         self.model.train()
         epoch = 0
         for epoch in range(1, c.epochs + 1):
-            batches = list(self._sampler(epoch))
+            batches = self._epoch_batches(epoch)
             steps = c.steps_per_epoch or len(batches)
             for k in range(steps):
                 index = batches[k % len(batches)].to(self.device)
