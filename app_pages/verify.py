@@ -14,6 +14,7 @@ import ui
 from lab import plots
 from lab import verify as V
 from lab.faces import PhotoError, TinyFaceError
+from lab.limits import GALLERY_MAX_PHOTOS
 from lab.reference import ReferenceModel
 
 PHOTO_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "pgm", "tif", "tiff"]
@@ -23,7 +24,6 @@ RESULTS_KEY = "verify_results"  # (run, photos, choices) -> VerifyResult (energy
 REFERENCE_KEY = "verify_reference"  # (photos, choices) -> (ReferenceVerdict | None, note)
 GALLERY_KEY = "verify_gallery"
 KEEP = 12  # photos / results kept per browser session
-GALLERY_MAX_PHOTOS = 60  # one classroom's worth of known faces; more is slow on a CPU
 BAD_INPUT = (PhotoError, ValueError, RuntimeError, OSError, MemoryError)
 
 
