@@ -198,10 +198,9 @@ class TrainingJob:
         return None if self._trainer is None else self._trainer.probe_is_test.numpy()
 
     @property
-    def probe_is_seen(self):
-        """True for probe images of training identities (None when the trainer keeps none)."""
-        seen = getattr(self._trainer, "probe_is_seen", None)
-        return None if seen is None else seen.numpy()
+    def seen_labels(self):
+        """Identity of the training images kept for the maps (numpy), once training started."""
+        return None if self._trainer is None else self._trainer.seen_labels.numpy()
 
     @property
     def latest(self):

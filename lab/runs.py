@@ -237,7 +237,9 @@ class Run:
         self._model = None
 
     def save_probes(self, embeddings: list[np.ndarray], labels, is_test, epochs: list[float],
-                    indices=None) -> None:
+                    indices=None, seen=None) -> None:
+        """``seen`` = (embeddings per epoch, labels, dataset indices) of a few training
+        identities, drawn on the maps beside the never-seen ones."""
         tensors = {
             "embeddings": torch.as_tensor(np.stack(embeddings).astype(np.float32)),
             "labels": torch.as_tensor(np.asarray(labels, dtype=np.int64)),
@@ -246,6 +248,12 @@ class Run:
         }
         if indices is not None:
             tensors["indices"] = torch.as_tensor(np.asarray(indices, dtype=np.int64))
+        if seen is not None:
+            seen_embeddings, seen_labels, seen_indices = seen
+            tensors["seen_embeddings"] = torch.as_tensor(
+                np.stack(seen_embeddings).astype(np.float32))
+            tensors["seen_labels"] = torch.as_tensor(np.asarray(seen_labels, dtype=np.int64))
+            tensors["seen_indices"] = torch.as_tensor(np.asarray(seen_indices, dtype=np.int64))
         _atomic_write(self.path / "probes.safetensors", save(tensors))
 
     def save_metrics(self, metrics: dict) -> None:

@@ -37,6 +37,8 @@ from lab.config import RunConfig
 from lab.evaluate import Verification, embed, evaluate_embeddings
 
 PROBE_CAP = 600  # probe images (val + test identities) embedded at every report
+SEEN_IDENTITIES = 8  # training identities also drawn on the maps (filled markers)
+SEEN_CAP = 160  # their images, at most
 # Convolutional nets train 20-35 % faster on CPU with images and weights in channels-last
 # (NHWC) memory order (oneDNN's native layout; also what GPU tensor cores prefer). Measured by
 # `python -m lab bench train`; the flat nets (linear, mlp) would only pay for a copy.
@@ -96,6 +98,7 @@ class EpochReport:
     message: str = ""
     elapsed: float = 0.0  # seconds since fit() started
     metrics: dict | None = None  # the final evaluation, on the last report only
+    seen_embeddings: np.ndarray | None = None  # [S, D] of a few training identities' images
 
     def record(self) -> dict:
         """The JSON-ready part (no embeddings), one line of history.jsonl."""
@@ -219,6 +222,13 @@ class Trainer:
             list(self.split.test), dtype=torch.long))
         self._probe_images = images[unseen].to(self.device).contiguous(
             memory_format=self.memory_format)
+        # A few training identities too, only for the maps: seen vs never seen, side by side.
+        gen = torch.Generator().manual_seed(config.seed + 1)
+        seen_ids = train_ids[torch.randperm(len(train_ids), generator=gen)[:SEEN_IDENTITIES]]
+        seen = torch.nonzero(torch.isin(labels, seen_ids)).flatten()[:SEEN_CAP]
+        self.seen_indices, self.seen_labels = seen, labels[seen]
+        self._seen_images = images[seen].to(self.device).contiguous(
+            memory_format=self.memory_format)
 
         c, h, w = self.faceset.image_shape
         self.in_channels, self.image_size = c, (h if h == w else (h, w))
@@ -271,6 +281,11 @@ class Trainer:
         if not self.record_probes:
             return None
         return embed(self.model, self._probe_images, self.device)
+
+    def _seen_embeddings(self) -> np.ndarray | None:
+        if not self.record_probes or len(self._seen_images) == 0:
+            return None
+        return embed(self.model, self._seen_images, self.device)
 
     def _sampler(self, epoch: int):
         from lab.data.sampler import PKSampler
@@ -387,7 +402,8 @@ class Trainer:
             epoch=epoch, epochs=self.config.epochs, step=step, loss=loss, seconds=seconds,
             images_per_second=acc.images / seconds if seconds > 0 else 0.0,
             active_fraction=active, mean_genuine=genuine, mean_impostor=impostor,
-            probe_embeddings=self._probe_embeddings(), elapsed=now - start)
+            probe_embeddings=self._probe_embeddings(), elapsed=now - start,
+            seen_embeddings=self._seen_embeddings())
 
     def _diverged(self, epoch: int, step: int, total_steps: int, loss: torch.Tensor | None,
                   acc: _Accumulator, start: float, last: float) -> EpochReport:
@@ -407,6 +423,7 @@ class Trainer:
         if report.probe_embeddings is None or status == "diverged":
             # _report embedded the probes of these very weights unless they were just restored
             report.probe_embeddings = self._probe_embeddings()
+            report.seen_embeddings = self._seen_embeddings()
         return report
 
     # -- evaluation --------------------------------------------------------------------------
@@ -545,16 +562,20 @@ def train_run(config: RunConfig, store=None, faceset=None, name: str | None = No
     if on_start is not None:
         on_start(run, trainer)
     probes: list[np.ndarray] = []
+    seen: list[np.ndarray] = []
     epochs: list[float] = []
     if trainer.initial_probes is not None:
         probes.append(trainer.initial_probes)
+        seen.append(trainer._seen_embeddings())
         epochs.append(0.0)
 
     def save(run, report) -> None:
         run.append_history(report.record())
         if report.probe_embeddings is not None:
             run.save_probes(probes, trainer.probe_labels.numpy(), trainer.probe_is_test.numpy(),
-                            epochs, trainer.probe_indices.numpy())
+                            epochs, trainer.probe_indices.numpy(),
+                            seen=None if any(x is None for x in seen) else
+                            (seen, trainer.seen_labels.numpy(), trainer.seen_indices.numpy()))
         run.save_model(trainer.model)
         if report.metrics is not None:
             run.save_metrics(report.metrics)
@@ -565,6 +586,7 @@ def train_run(config: RunConfig, store=None, faceset=None, name: str | None = No
         for report in trainer.fit():
             if report.probe_embeddings is not None:
                 probes.append(report.probe_embeddings)
+                seen.append(report.seen_embeddings)
                 epochs.append(float(report.epoch))
             try:
                 save(run, report)

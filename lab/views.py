@@ -39,13 +39,23 @@ def probe_history(run) -> ProbeHistory | None:
     tensors = run.probes()
     if not tensors:
         return None
+    embeddings = tensors["embeddings"].numpy()
+    labels = tensors["labels"].numpy()
+    is_test = tensors["is_test"].numpy().astype(bool)
+    indices = tensors["indices"].numpy() if "indices" in tensors else None
+    if "seen_embeddings" not in tensors:
+        return ProbeHistory(embeddings, labels, is_test, tensors["epochs"].numpy(), indices)
+    # The few training identities kept for the maps go after the never-seen ones.
+    seen_labels = tensors["seen_labels"].numpy()
+    count = len(seen_labels)
     return ProbeHistory(
-        embeddings=tensors["embeddings"].numpy(),
-        labels=tensors["labels"].numpy(),
-        is_test=tensors["is_test"].numpy().astype(bool),
+        embeddings=np.concatenate([embeddings, tensors["seen_embeddings"].numpy()], axis=1),
+        labels=np.concatenate([labels, seen_labels]),
+        is_test=np.concatenate([is_test, np.zeros(count, dtype=bool)]),
         epochs=tensors["epochs"].numpy(),
-        indices=tensors["indices"].numpy() if "indices" in tensors else None,
-        is_seen=tensors["is_seen"].numpy().astype(bool) if "is_seen" in tensors else None,
+        indices=None if indices is None
+        else np.concatenate([indices, tensors["seen_indices"].numpy()]),
+        is_seen=np.concatenate([np.zeros(len(labels), dtype=bool), np.ones(count, dtype=bool)]),
     )
 
 

@@ -18,7 +18,7 @@ def _final_curves(job, config):
     if report is None or report.probe_embeddings is None or labels is None:
         return None
     return verification_of(report.probe_embeddings, labels, is_test, config.energy,
-                           config.seed, job.probe_is_seen)
+                           config.seed)
 
 
 @st.cache_resource
@@ -88,15 +88,20 @@ def live_view(job, config, presenter: bool = False) -> None:
                                    presenter=presenter)
             st.plotly_chart(fig, width="stretch", key="live-loss")
         emb = latest.probe_embeddings
-        labels, is_test = job.probe_labels, job.probe_is_test
+        labels = job.probe_labels
         if emb is not None and labels is not None:
+            map_emb, map_labels, seen = emb, labels, np.zeros(len(labels), dtype=bool)
+            if latest.seen_embeddings is not None and job.seen_labels is not None:
+                map_emb = np.concatenate([emb, latest.seen_embeddings])
+                map_labels = np.concatenate([labels, job.seen_labels])
+                seen = np.concatenate([seen, np.ones(len(job.seen_labels), dtype=bool)])
             if cache["epoch"] != latest.epoch:
-                cache["points"] = live_map(emb, cache["points"], seed=config.seed)
+                cache["points"] = live_map(map_emb, cache["points"], seed=config.seed)
                 cache["epoch"] = latest.epoch
             with middle:
-                fig = plots.embedding_map(cache["points"], labels, seen_mask=np.zeros_like(
-                    is_test), title=f"Unseen identities, epoch {latest.epoch} (PCA)",
-                    presenter=presenter)
+                fig = plots.embedding_map(cache["points"], map_labels, seen_mask=seen,
+                                          title=f"Embedding after epoch {latest.epoch} (PCA)",
+                                          presenter=presenter)
                 st.plotly_chart(fig, width="stretch", key="live-map")
             genuine, impostor = pair_energies(emb, labels, config.energy, 5000, config.seed)
             bound = energy_bound(config.energy, emb.shape[1]) if config.normalize else None
