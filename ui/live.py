@@ -80,7 +80,10 @@ def live_view(job, config, presenter: bool = False) -> None:
         metrics[2].metric("Mean genuine E", f"{latest.mean_genuine:.3f}")
         metrics[3].metric("Mean impostor E", f"{latest.mean_impostor:.3f}")
 
-        left, middle, right = st.columns(3)
+        # Loss and energies side by side, the map wide below: three plots in a row were too
+        # cramped to read on a projector.
+        left, right = st.columns(2)
+        middle = st.container()
         epochs = [r.epoch for r in reports]
         with left:
             fig = plots.loss_curve(epochs, [r.loss for r in reports],
@@ -109,7 +112,7 @@ def live_view(job, config, presenter: bool = False) -> None:
             with right:
                 fig = plots.energy_histogram(genuine, impostor, margin=margin,
                                              x_range=(0, bound) if bound else None,
-                                             title=f"Energies of unseen pairs, epoch "
+                                             title=f"Energies, epoch "
                                              f"{latest.epoch}", presenter=presenter)
                 st.plotly_chart(fig, width="stretch", key="live-hist")
         if not job.active:
