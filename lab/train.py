@@ -419,7 +419,7 @@ class Trainer:
         self.status, self.message = status, message
         report.status, report.message = status, message
         if self.run_evaluation:
-            report.metrics = self.evaluate()
+            report.metrics = {**self.evaluate(), "train_seconds": report.elapsed}
         if report.probe_embeddings is None or status == "diverged":
             # _report embedded the probes of these very weights unless they were just restored
             report.probe_embeddings = self._probe_embeddings()
