@@ -43,10 +43,17 @@ def live_view(job, config, presenter: bool = False) -> None:
                 "identities and their energy histograms appear here as it learns.")
         return
 
-    @st.fragment(run_every=1.0 if job.active else None)
+    # A queued page polls gently (a class of 30 waiting must not load the server); a training
+    # page once a second; a finished one not at all.
+    @st.fragment(run_every=(3.0 if job.status == "queued" else 1.0) if job.active else None)
     def _live() -> None:
         job.heartbeat()
         cache = st.session_state.setdefault("live_cache", {"epoch": None, "points": None})
+        # The buttons and the polling rate live outside this fragment: redraw the whole page
+        # when the job changes state (queued -> running, running <-> paused, finished).
+        previous, cache["status"] = cache.get("status"), job.status
+        if previous is not None and previous != job.status:
+            st.rerun(scope="app")
         reports = job.snapshot()
         latest = reports[-1] if reports else None
         if job.status == "queued":
@@ -133,9 +140,5 @@ def live_view(job, config, presenter: bool = False) -> None:
                 ui.show_figure(roc, "roc", key="live-roc")
                 st.page_link("app_pages/embeddings.py", label="Explore the embedding", icon="🗺️")
                 st.page_link("app_pages/energies.py", label="Energies epoch by epoch", icon="📊")
-        if cache.get("was_active") and not job.active:
-            cache["was_active"] = False
-            st.rerun(scope="app")
-        cache["was_active"] = job.active
 
     _live()
