@@ -8,7 +8,7 @@ import streamlit as st
 import ui
 from lab import plots
 from lab.project import project_frames, umap_ready
-from lab.views import nearest_neighbours, probe_history, seen_mask
+from lab.views import nearest_neighbours, seen_mask
 
 st.title("🗺️ Embeddings")
 st.caption("Each point is a face image embedded by the network, placed on a 2-D map. Colour = "
@@ -16,13 +16,7 @@ st.caption("Each point is a face image embedded by the network, placed on a 2-D 
            "seen. Clusters forming for the open diamonds is metric learning working.")
 presenter = ui.presenter()
 
-info, run = ui.pick_run()
-if run is None:
-    st.stop()
-history = probe_history(run)
-if history is None:
-    st.info("This run has no saved epochs yet. Let it train for an epoch, then come back.")
-    st.stop()
+run, history = ui.pick_run_history()
 
 method = st.radio("Map", ("UMAP", "PCA", "t-SNE"), horizontal=True, key="map_method",
                   help="UMAP keeps neighbourhoods; PCA is the linear view; t-SNE is slower.")

@@ -7,7 +7,7 @@ import streamlit as st
 
 import ui
 from lab import plots
-from lab.views import probe_history, verification_of
+from lab.views import verification_of
 
 st.title("📊 Energies")
 st.caption("For every pair of images of people never seen in training: the energy E (distance "
@@ -16,13 +16,7 @@ st.caption("For every pair of images of people never seen in training: the energ
            "verifier errs.")
 presenter = ui.presenter()
 
-info, run = ui.pick_run()
-if run is None:
-    st.stop()
-history = probe_history(run)
-if history is None:
-    st.info("This run has no saved epochs yet. Let it train for an epoch, then come back.")
-    st.stop()
+run, history = ui.pick_run_history()
 
 epochs = [int(e) for e in history.epochs]
 round_index = st.select_slider("Epoch", options=list(range(len(epochs))), value=len(epochs) - 1,

@@ -160,3 +160,18 @@ def config_from_url():
     if CONFIG_KEY in st.session_state:
         return st.session_state[CONFIG_KEY]
     return config_from_query(st.query_params.to_dict())[0] if st.query_params else RunConfig()
+
+
+def pick_run_history():
+    """A run picker for the pages that draw epochs: (run, its probe history), or stop the page
+    with a sentence saying what to do first."""
+    from lab.views import probe_history
+
+    _, run = pick_run()
+    if run is None:
+        st.stop()
+    history = probe_history(run)
+    if history is None:
+        st.info("This run has no saved epochs yet. Let it train for an epoch, then come back.")
+        st.stop()
+    return run, history
