@@ -103,3 +103,18 @@ def test_short_training_from_the_train_page(store):
     while not store.list() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert [i.status for i in store.list()] == ["done"]
+
+
+def test_presenter_mode_switches_off_with_one_click(store):
+    """The toggle keeps its identity when the URL follows it: on, then off, one click each."""
+    at = app("train")
+    def controls_shown() -> bool:
+        return "cfg_loss" in [s.key for s in at.selectbox]
+
+    assert controls_shown()
+    at.toggle(key="presenter_mode").set_value(True).run()
+    assert at.query_params.get("presenter") in ("1", ["1"])
+    assert not controls_shown()
+    at.toggle(key="presenter_mode").set_value(False).run()
+    assert "presenter" not in at.query_params
+    assert controls_shown()

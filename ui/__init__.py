@@ -13,6 +13,7 @@ from lab.runs import RunError, RunStore
 
 JOB_KEY = "training_job"
 CONFIG_KEY = "train_config"
+PRESENTER_KEY = "presenter_mode"
 
 
 @st.cache_resource
@@ -26,9 +27,15 @@ def current_job():
 
 
 def presenter() -> bool:
-    """The projector switch: hides controls and enlarges figures (kept in the URL)."""
+    """The projector switch: hides controls and enlarges figures (kept in the URL).
+
+    The toggle has a fixed key, so it is the same widget whichever way it is set: a toggle
+    built with ``value=<the URL's state>`` changes identity when the URL changes, and the next
+    click lands on the old widget (switching presenter mode off then took two clicks)."""
     on = st.query_params.get("presenter") == "1"
-    value = st.sidebar.toggle("Presenter mode", value=on,
+    if PRESENTER_KEY not in st.session_state:
+        st.session_state[PRESENTER_KEY] = on
+    value = st.sidebar.toggle("Presenter mode", key=PRESENTER_KEY,
                               help="Hide the controls and enlarge the figures for a projector.")
     if value != on:
         if value:
