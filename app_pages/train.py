@@ -35,6 +35,8 @@ HELP = {
     "k_images": "K images of each identity per batch.",
     "seed": "Fixes the identity split, the batches and the initial weights.",
     "augment": "Small crops, flips and brightness changes of the training faces.",
+    "flip_average": "Embed each face and its mirror image and average the two: the metric then "
+                    "ignores which way a face looks (faces only; digits are not symmetric).",
 }
 
 st.title("🏋️ Train")
@@ -118,6 +120,7 @@ def controls() -> None:
         widget("k_images", st.number_input, "K images", min_value=2, max_value=32)
     widget("seed", st.number_input, "Seed", min_value=0, max_value=2**31 - 1)
     widget("augment", st.checkbox, "Augment faces")
+    widget("flip_average", st.checkbox, "Average with the mirror image")
 
 
 def current_config() -> cfg.RunConfig:

@@ -56,6 +56,9 @@ class RunConfig:
     k_images: int = 4
     steps_per_epoch: int | None = None  # None: one pass over the training images
     augment: bool = False
+    # Embed each image and its mirror image, and average the two (faces are nearly symmetric, so
+    # the metric should not care which way a face looks; about 1 point of EER on AT&T).
+    flip_average: bool = False
     seed: int = 0
     device: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=True)

@@ -17,6 +17,12 @@ keep their class weights in the loss criterion, never here: the model only embed
 
 Width: ``config.extra["width"]`` (default 32 channels for cnn/resnet, 256 units for mlp).
 ``config.extra["init_scale"]`` multiplies the initial head weights (a collapsed start).
+
+``config.flip_average``: at evaluation (eval mode) an image and its left-right mirror are embedded
+and their head outputs averaged before normalisation, so the embedding of a face does not depend
+on which way it looks. Training sees single images (augmentation flips them); the saved weights
+are the same either way, so the switch lives in the config and every use of the model (maps,
+metrics, verify a pair) applies it.
 """
 
 from __future__ import annotations
@@ -33,16 +39,21 @@ class EmbeddingNet(nn.Module):
     """A body that maps images to features, a linear head to ``embedding_dim``, then L2 norm."""
 
     def __init__(self, body: nn.Module, features: int, embedding_dim: int, normalize: bool,
-                 network: str, bias: bool = True):
+                 network: str, bias: bool = True, flip_average: bool = False):
         super().__init__()
         self.network = network
         self.embedding_dim = embedding_dim
         self.normalize = normalize
+        self.flip_average = flip_average
         self.body = body
         self.head = nn.Linear(features, embedding_dim, bias=bias)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        embeddings = self.head(self.body(images))
+        if self.flip_average and not self.training and images.dim() == 4:
+            both = self.head(self.body(torch.cat([images, images.flip(-1)])))
+            embeddings = 0.5 * (both[: len(images)] + both[len(images):])
+        else:
+            embeddings = self.head(self.body(images))
         if self.normalize:
             embeddings = F.normalize(embeddings.float(), dim=1, eps=1e-8)
         return embeddings
@@ -138,6 +149,7 @@ def build_model(config: RunConfig, in_channels: int, image_size: int | tuple[int
         model = EmbeddingNet(_cnn_body(in_channels, width), 2 * width * 16, dim, normalize, "cnn")
     else:
         model = EmbeddingNet(_resnet_body(in_channels, width), 4 * width, dim, normalize, "resnet")
+    model.flip_average = bool(config.flip_average)
     init_scale = (config.extra or {}).get("init_scale")
     if init_scale is not None:
         # A collapsed start (lesson "plateau"): every embedding near 0, so every pair, impostors

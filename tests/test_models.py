@@ -42,3 +42,17 @@ def test_width_from_extra_and_bad_config():
         build_model(RunConfig(network="vgg"), 1, 32)
     with pytest.raises(ValueError, match="embedding_dim"):
         build_model(RunConfig(embedding_dim=0), 1, 32)
+
+
+@pytest.mark.parametrize("network", ["linear", "cnn"])
+def test_flip_average_makes_a_face_and_its_mirror_one_embedding(network):
+    config = RunConfig(network=network, embedding_dim=8, flip_average=True, extra={"width": 4})
+    torch.manual_seed(0)
+    model = build_model(config, 1, 16)
+    plain = build_model(config.replace(flip_average=False), 1, 16)
+    assert model.state_dict().keys() == plain.state_dict().keys()  # same weights file
+    images = torch.rand(3, 1, 16, 16)
+    model.eval()
+    assert torch.allclose(model(images), model(images.flip(-1)), atol=1e-6)
+    model.train()  # training sees single images: the mirror is a different input there
+    assert not torch.allclose(model(images), model(images.flip(-1)), atol=1e-4)
