@@ -1,8 +1,17 @@
 """The classroom load test: ``python -m lab bench classroom --sessions 30 --json OUT``.
 
 A real ``streamlit run app.py`` on 127.0.0.1 (its own empty run store, at most
-``--slots`` trainings at once), and N students: N Playwright browser contexts in ONE headless
-chromium. Each opens the Train page with a short config in the URL (synthetic faces, a small
+``--slots`` trainings at once), and N students. A student is either
+
+- ``--client protocol`` (the default): a headless tab speaking Streamlit's own websocket protocol
+  (``lab.st_client``): the server does everything it does for a browser (script runs, fragment
+  polling, widget state, the training job), but nothing is drawn. In a classroom each student's
+  laptop draws its own charts; on this 2-core machine, 30 chromium pages drawing plotly charts
+  took both cores from the server they were meant to load, so they measured the browser;
+- ``--client browser``: a Playwright context in ONE headless chromium (real rendering; fine
+  for a handful of students, as the test suite does).
+
+Each opens the Train page with a short config in the URL (synthetic faces, a small
 MLP, 2 epochs), presses Run, and waits for its result ("Verification of people never seen in
 training"). Meanwhile idle sessions (queued or finished) are poked: the Presenter switch is
 flipped and the time until the page shows the change is the interaction latency students feel
@@ -30,6 +39,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +54,9 @@ QUERY = ("dataset=synthetic&num_identities=12&images_per_identity=4&image_size=1
 RESULT_TEXT = "Verification of people never seen in training"
 CONTROL_TEXT = "Unseen test identities"  # a control label: hidden in presenter mode
 MAX_SESSIONS = 60
+CLIENTS = ("protocol", "browser")
+RUN_LABEL = "▶ Run"
+PRESENTER_LABEL = "Presenter mode"
 
 BENCH_HELP = "N simulated students on one streamlit server: all finish, latency p50/p95"
 
@@ -110,7 +123,8 @@ class Session:
 
     def __init__(self, number: int):
         self.number = number
-        self.page = None
+        self.page = None  # a Playwright page (browser client)
+        self.client = None  # a StreamlitClient (protocol client)
         self.state = "new"  # new -> open -> training -> done | failed
         self.opened_s: float | None = None  # page load, from the start of the bench
         self.result_s: float | None = None  # Run pressed -> result shown
@@ -118,6 +132,12 @@ class Session:
         self.error: str | None = None
         self.presenter = False
         self.busy = False  # a latency probe is using this page
+        self.last_page = ""  # what a failed session's page last showed (protocol client)
+
+
+def _describe(error: BaseException) -> str:
+    lines = str(error).splitlines()
+    return f"{type(error).__name__}: {lines[0][:200] if lines else ''}"
 
 
 async def _wait_app(page, timeout_ms: float) -> None:
@@ -146,7 +166,7 @@ async def _student(session: Session, browser, url: str, t0: float, timeout_ms: f
         session.state = "done"
     except Exception as error:  # noqa: BLE001 - one failed student is a figure, not a crash
         session.state = "failed"
-        session.error = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+        session.error = _describe(error)
 
 
 async def _probe(session: Session, timeout_ms: float) -> float | None:
@@ -167,16 +187,100 @@ async def _probe(session: Session, timeout_ms: float) -> float | None:
         session.busy = False
 
 
+# -- protocol clients -----------------------------------------------------------------------------
+async def _protocol_student(session: Session, url: str, t0: float, timeout: float,
+                            stagger: float) -> None:
+    from lab.st_client import StreamlitClient
+
+    await asyncio.sleep(stagger)
+    try:
+        client = StreamlitClient(url, page="train", query=QUERY)
+        session.client = client
+        await client.open(timeout=timeout)
+        await client.wait_for_run(0, timeout)
+        session.opened_s = time.monotonic() - t0
+        session.state = "open"
+        pressed = time.monotonic()
+        await client.click(RUN_LABEL)
+        session.state = "training"
+        await client.wait_for_text(RESULT_TEXT, timeout)
+        session.result_s = time.monotonic() - pressed
+        session.result_at = time.monotonic() - t0
+        session.state = "done"
+    except Exception as error:  # noqa: BLE001 - one failed student is a figure, not a crash
+        session.state = "failed"
+        session.error = _describe(error)
+
+
+async def _protocol_probe(session: Session, timeout_ms: float) -> float | None:
+    """Flip Presenter mode; seconds until a finished rerun shows the page in the new mode."""
+    client = session.client
+    session.busy = True
+    try:
+        before = len(client.finished)
+        start = time.monotonic()
+        presenter = await client.toggle(PRESENTER_LABEL)
+        deadline = start + timeout_ms / 1000
+        while True:
+            run = await client.wait_for_run(before, deadline - time.monotonic())
+            before += 1
+            controls = CONTROL_TEXT.encode() in run.text
+            if run.status == "FINISHED_SUCCESSFULLY" and controls != presenter:
+                return run.finished_at - start
+    except Exception:  # noqa: BLE001 - a probe that times out is counted as such
+        return None
+    finally:
+        session.busy = False
+
+
+async def _drive_protocol(url: str, sessions: list[Session], latencies: list[dict], t0: float,
+                          hard_timeout: float, probe_gap: float, ramp: float, seed: int) -> None:
+    try:
+        await _run_class(sessions, latencies, t0, hard_timeout, probe_gap, seed, _protocol_probe,
+                         lambda s, stagger: _protocol_student(s, url, t0, hard_timeout, stagger),
+                         ramp)
+    finally:
+        for session in sessions:
+            if session.client is not None:
+                if session.state != "done":
+                    session.last_page = session.client.page_text()
+                await session.client.close()
+
+
+async def _run_class(sessions: list[Session], latencies: list[dict], t0: float,
+                     hard_timeout: float, probe_gap: float, seed: int,
+                     probe: Callable[[Session, float], Awaitable[float | None]],
+                     student: Callable[[Session, float], Awaitable[None]], ramp: float) -> None:
+    """Start every student (spread over ``ramp`` s), probe idle ones until all are done or the
+    hard limit is reached; whatever is unfinished then is marked failed."""
+    stop = asyncio.Event()
+    prober = asyncio.create_task(_prober(sessions, latencies, t0, stop, probe_gap,
+                                         min(hard_timeout * 1000, 30_000), seed, probe))
+    students = [asyncio.create_task(student(s, ramp * i / max(len(sessions), 1)))
+                for i, s in enumerate(sessions)]
+    remaining = hard_timeout - (time.monotonic() - t0)
+    done, pending = await asyncio.wait(students, timeout=max(remaining, 1))
+    for task in pending:
+        task.cancel()
+    for session in sessions:
+        if session.state not in ("done", "failed"):
+            session.state, session.error = "failed", "hard time limit reached"
+    stop.set()
+    await asyncio.wait([prober], timeout=2)
+    prober.cancel()
+
+
 async def _prober(sessions: list[Session], latencies: list[dict], t0: float,
-                  stop: asyncio.Event, gap: float, timeout_ms: float, seed: int) -> None:
+                  stop: asyncio.Event, gap: float, timeout_ms: float, seed: int,
+                  probe: Callable[[Session, float], Awaitable[float | None]]) -> None:
     rng = random.Random(seed)
     while not stop.is_set():
         training = [s for s in sessions if s.state == "training"]
         idle = [s for s in sessions if s.state in ("open", "training", "done") and not s.busy
-                and s.page is not None]
+                and (s.page is not None or s.client is not None)]
         if idle and training:  # only while the server is busy training someone
             session = rng.choice(idle)
-            seconds = await _probe(session, timeout_ms)
+            seconds = await probe(session, timeout_ms)
             latencies.append({"at_s": round(time.monotonic() - t0, 2),
                               "session": session.number, "state": session.state,
                               "seconds": None if seconds is None else round(seconds, 3),
@@ -194,31 +298,20 @@ async def _drive(url: str, sessions: list[Session], latencies: list[dict], t0: f
         browser = await playwright.chromium.launch(executable_path=str(CHROMIUM),
                                                    args=CHROMIUM_ARGS)
         try:
-            stop = asyncio.Event()
-            prober = asyncio.create_task(_prober(sessions, latencies, t0, stop, probe_gap,
-                                                 min(timeout_ms, 30_000), seed))
-            students = [asyncio.create_task(_student(s, browser, url, t0, timeout_ms,
-                                                     ramp * i / max(len(sessions), 1)))
-                        for i, s in enumerate(sessions)]
-            remaining = hard_timeout - (time.monotonic() - t0)
-            done, pending = await asyncio.wait(students, timeout=max(remaining, 1))
-            for task in pending:
-                task.cancel()
-            for session in sessions:
-                if session.state not in ("done", "failed"):
-                    session.state, session.error = "failed", "hard time limit reached"
-            stop.set()
-            await asyncio.wait([prober], timeout=2)
-            prober.cancel()
+            await _run_class(sessions, latencies, t0, hard_timeout, probe_gap, seed, _probe,
+                             lambda s, stagger: _student(s, browser, url, t0, timeout_ms, stagger),
+                             ramp)
         finally:
             await browser.close()
 
 
 def bench_classroom(sessions: int = 30, slots: int = 2, hard_timeout: float = 1200,
                     probe_gap: float = 0.5, ramp: float = 10.0, seed: int = 0,
-                    keep: Path | None = None) -> dict[str, Any]:
+                    keep: Path | None = None, client: str = "protocol") -> dict[str, Any]:
     """Run the classroom load test and return its figures (see the module docstring)."""
-    if not CHROMIUM.exists():
+    if client not in CLIENTS:
+        raise ValueError(f"client must be one of {', '.join(CLIENTS)}")
+    if client == "browser" and not CHROMIUM.exists():
         raise RuntimeError(f"chromium not found at {CHROMIUM} (apt-get install chromium)")
     if not 1 <= sessions <= MAX_SESSIONS:
         raise ValueError(f"sessions must be between 1 and {MAX_SESSIONS}")
@@ -235,8 +328,9 @@ def bench_classroom(sessions: int = 30, slots: int = 2, hard_timeout: float = 12
     try:
         server.wait_healthy(min(180, hard_timeout))
         started = time.monotonic()
-        asyncio.run(_drive(server.url, people, latencies, started,
-                           hard_timeout - (started - t0), probe_gap, ramp, seed))
+        drive = _drive if client == "browser" else _drive_protocol
+        asyncio.run(drive(server.url, people, latencies, started,
+                          hard_timeout - (started - t0), probe_gap, ramp, seed))
     finally:
         server.stop()
     total = time.monotonic() - t0
@@ -265,11 +359,12 @@ def bench_classroom(sessions: int = 30, slots: int = 2, hard_timeout: float = 12
 
     return {
         "bench": "classroom",
-        "sessions": sessions, "slots": slots, "query": QUERY, "port": server.port,
+        "sessions": sessions, "slots": slots, "client": client, "query": QUERY,
+        "port": server.port,
         "all_finished": all(s.state == "done" for s in people),
         "sessions_done": sum(s.state == "done" for s in people),
-        "sessions_failed": [{"session": s.number, "error": s.error} for s in people
-                            if s.state != "done"],
+        "sessions_failed": [{"session": s.number, "error": s.error, "page": s.last_page}
+                            for s in people if s.state != "done"],
         "runs_in_store": len(infos), "runs_done": len(done_runs),
         "none_lost": len(done_runs) == sessions,
         "total_seconds": round(total, 1),
@@ -312,11 +407,14 @@ def bench_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds between two latency probes")
     parser.add_argument("--ramp", type=float, default=10.0,
                         help="students open the page spread over this many seconds")
+    parser.add_argument("--client", choices=CLIENTS, default="protocol",
+                        help="protocol: headless websocket tabs (default); browser: chromium pages")
     parser.add_argument("--json", dest="json_out", help="write the result here")
 
 
 def bench_run(args: argparse.Namespace) -> dict[str, Any]:
-    result = bench_classroom(args.sessions, args.slots, args.timeout, args.probe_gap, args.ramp)
+    result = bench_classroom(args.sessions, args.slots, args.timeout, args.probe_gap, args.ramp,
+                             client=args.client)
     latency = result["latency_seconds"]
     print(f"{result['sessions_done']}/{result['sessions']} sessions got their result, "
           f"{result['runs_done']} runs done in the store, {result['total_seconds']} s; "
