@@ -19,5 +19,6 @@ PAGES = [
 
 page = st.navigation(PAGES)
 ui.warm_up_umap_in_background()  # numba compiles while the user reads the home page
-ui.sidebar_status()
+if page.url_path != "train":  # Train shows (and polls) the same job in its own live view
+    ui.sidebar_status()
 page.run()

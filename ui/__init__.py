@@ -104,8 +104,9 @@ def sidebar_status() -> None:
     job = current_job()
     if job is None:
         return
+    interval = 3.0 if job.status == "queued" else 2.0  # a waiting class polls gently
 
-    @st.fragment(run_every=2.0 if job.active else None)
+    @st.fragment(run_every=interval if job.active else None)
     def _status() -> None:
         job.heartbeat()
         latest = job.latest
