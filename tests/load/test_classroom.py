@@ -19,7 +19,7 @@ import pytest
 from lab import classroom
 
 pytestmark = [pytest.mark.slow]
-SESSIONS = 5  # the full 30 is `python -m lab bench classroom`; CI keeps a small, robust class
+SESSIONS = 8  # the full 30 is `python -m lab bench classroom`; CI keeps a small, robust class
 BROWSER_SESSIONS = 2
 
 
