@@ -236,3 +236,14 @@ def test_gpu_out_of_memory_twice_is_reported_and_the_server_keeps_serving(run_ro
     monkeypatch.undo()
     after = TrainingJob(TINY.replace(epochs=1), store=store, limiter=limiter).start()
     assert after.wait(120) and after.status == "done"  # the next student trains as usual
+
+
+def test_no_full_garbage_collection_after_every_rerun():
+    """A class of live pages reruns the script every second per student: Streamlit's post-run
+    gc.collect() (~0.25 s with torch loaded) must stay off (see benchmarks/README, classroom)."""
+    import tomllib
+    from pathlib import Path
+
+    config = tomllib.loads((Path(__file__).resolve().parents[1] / ".streamlit" / "config.toml")
+                           .read_text())
+    assert config["runner"]["postScriptGC"] is False
