@@ -6,10 +6,10 @@ A real ``streamlit run app.py`` on 127.0.0.1 (its own empty run store, at most
 - ``--client protocol`` (the default): a headless tab speaking Streamlit's own websocket protocol
   (``lab.st_client``): the server does everything it does for a browser (script runs, fragment
   polling, widget state, the training job), but nothing is drawn. In a classroom each student's
-  laptop draws its own charts; on this 2-core machine, 30 chromium pages drawing plotly charts
-  took both cores from the server they were meant to load, so they measured the browser;
-- ``--client browser``: a Playwright context in ONE headless chromium (real rendering; fine
-  for a handful of students, as the test suite does).
+  laptop draws its own charts; on this 2-core machine 30 chromium pages drawing plotly charts
+  take both cores (load ~32) from the server they are meant to load;
+- ``--client browser``: a Playwright context in ONE headless chromium (real rendering; right
+  for a handful of students, as the test suite does, and a slow but passing 30).
 
 Each opens the Train page with a short config in the URL (synthetic faces, a small
 MLP, 2 epochs), presses Run, and waits for its result ("Verification of people never seen in
@@ -240,11 +240,11 @@ async def _drive_protocol(url: str, sessions: list[Session], latencies: list[dic
                          lambda s, stagger: _protocol_student(s, url, t0, hard_timeout, stagger),
                          ramp)
     finally:
-        for session in sessions:
-            if session.client is not None:
-                if session.state != "done":
-                    session.last_page = session.client.page_text()
-                await session.client.close()
+        tabs = [s for s in sessions if s.client is not None]
+        for session in tabs:
+            if session.state != "done":
+                session.last_page = session.client.page_text()
+        await asyncio.gather(*(s.client.close() for s in tabs), return_exceptions=True)
 
 
 async def _run_class(sessions: list[Session], latencies: list[dict], t0: float,

@@ -66,7 +66,7 @@ class StreamlitClient:
 
         self._socket = await websockets.connect(
             self.ws_url, subprotocols=["streamlit"], max_size=None, open_timeout=timeout,
-            ping_interval=None)
+            ping_interval=None, close_timeout=2)  # a busy server must not hold up the exit
         self._reader = asyncio.create_task(self._read())
         await self.rerun()
 
@@ -113,12 +113,12 @@ class StreamlitClient:
 
     async def click(self, label: str) -> None:
         """Press the button labelled ``label`` (KeyError if the page has none)."""
-        kind, widget_id = self.widgets[label]
+        _, widget_id = self.widgets[label]
         await self.rerun(trigger=widget_id)
 
     async def toggle(self, label: str) -> bool:
         """Flip the toggle or checkbox labelled ``label``; returns its new value."""
-        kind, widget_id = self.widgets[label]
+        _, widget_id = self.widgets[label]
         value = not bool(self._values.get(widget_id, self._defaults.get(widget_id, False)))
         self._values[widget_id] = value
         await self.rerun()
