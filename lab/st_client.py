@@ -126,9 +126,16 @@ class StreamlitClient:
 
     async def wait_for_text(self, text: str, timeout: float) -> None:
         """Until some delta has shown ``text`` (TimeoutError after ``timeout`` s)."""
-        needle = text.encode()
+        await self.wait_for_any([text], timeout)
+
+    async def wait_for_any(self, texts: list[str], timeout: float, since: int = 0) -> str:
+        """The first of ``texts`` that a delta shows (after byte ``since`` of everything seen)."""
+        needles = [t.encode() for t in texts]
         deadline = time.monotonic() + timeout
-        while needle not in self.seen:
+        while True:
+            for text, needle in zip(texts, needles, strict=True):
+                if self.seen.find(needle, since) >= 0:
+                    return text
             await self._wait_change(deadline)
 
     async def wait_for_run(self, after: int, timeout: float) -> PageRun:
