@@ -746,9 +746,6 @@ def verify_bench(args: argparse.Namespace) -> dict:
 
 
 def add_parser(subparsers) -> None:
-    from lab import classroom as _c  # the classroom load test (issue 8)
-
-    register("classroom", _c.BENCH_HELP, _c.bench_arguments)(_c.bench_run)
     parser = subparsers.add_parser("bench", help="benchmarks that write JSON")
     benches = parser.add_subparsers(dest="bench", required=True)
     for bench in BENCHES.values():

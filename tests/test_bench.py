@@ -88,3 +88,14 @@ def test_memory_quick(tmp_path):
     for figures in result["runs"].values():
         assert figures["peak_rss_mib"] > 0
         assert set(figures["pages"]) == set(bench.MEMORY_PAGES)
+
+
+def test_the_lab_library_knows_nothing_of_streamlit():
+    """Pages and the load test (loadtest/) use Streamlit; the library itself never imports it."""
+    import re
+    from pathlib import Path
+
+    lab = Path(__file__).resolve().parents[1] / "lab"
+    offenders = [str(p) for p in lab.rglob("*.py")
+                 if re.search(r"^\s*(import|from)\s+streamlit\b", p.read_text(), re.M)]
+    assert offenders == []

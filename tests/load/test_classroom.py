@@ -1,9 +1,9 @@
 """The classroom load test, small: a few simulated students on one real streamlit server.
 
-`python -m lab bench classroom --sessions 30` is the full figure (benchmarks/results/
+`python -m loadtest --sessions 30` is the full figure (benchmarks/results/
 classroom-cpu.json); this runs the same code with fewer sessions so the suite checks that every
 student gets a result, no run is lost, idle pages answer, and the server is gone afterwards.
-Students are headless websocket tabs (lab.st_client, no browser needed) and, where Debian's
+Students are headless websocket tabs (loadtest.st_client, no browser needed) and, where Debian's
 chromium is installed, also real browser pages.
 """
 
@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from lab import classroom
+from loadtest import classroom
 
 pytestmark = [pytest.mark.slow]
-SESSIONS = 8  # the full 30 is `python -m lab bench classroom`; CI keeps a small, robust class
+SESSIONS = 8  # the full 30 is `python -m loadtest`; CI keeps a small, robust class
 BROWSER_SESSIONS = 2
 
 
@@ -79,9 +79,9 @@ def test_real_browser_students_too(browser_result):
 
 
 def test_the_headless_tab_sees_what_a_browser_would(tmp_path: Path):
-    """lab.st_client against the real app: the Train page's widgets, and Presenter mode hiding
+    """loadtest.st_client against the real app: the Train page's widgets, and Presenter mode hiding
     the controls and bringing them back."""
-    from lab.st_client import StreamlitClient
+    from loadtest.st_client import StreamlitClient
 
     runs = tmp_path / "runs"
     runs.mkdir()

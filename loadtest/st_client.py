@@ -1,6 +1,6 @@
 """A headless Streamlit client: what one browser tab sends and receives, without drawing it.
 
-Only the classroom load test uses it (``python -m lab bench classroom --client protocol``).
+Only the classroom load test uses it (``python -m loadtest --client protocol``).
 Thirty real browser pages cost the 2-core test machine more than the server they are meant to
 load: in a classroom every student draws the charts on their own laptop, so the server only ever
 pays for the script runs and the websocket traffic. This client speaks the same protocol as

@@ -1,10 +1,10 @@
-"""The classroom load test: ``python -m lab bench classroom --sessions 30 --json OUT``.
+"""The classroom load test: ``python -m loadtest --sessions 30 --json OUT``.
 
 A real ``streamlit run app.py`` on 127.0.0.1 (its own empty run store, at most
 ``--slots`` trainings at once), and N students. A student is either
 
 - ``--client protocol`` (the default): a headless tab speaking Streamlit's own websocket protocol
-  (``lab.st_client``): the server does everything it does for a browser (script runs, fragment
+  (``loadtest.st_client``): the server does everything it does for a browser (script runs, fragment
   polling, widget state, the training job), but nothing is drawn. In a classroom each student's
   laptop draws its own charts; on this 2-core machine 30 chromium pages drawing plotly charts
   take both cores (load ~32) from the server they are meant to load;
@@ -147,31 +147,45 @@ def _describe(error: BaseException) -> str:
 
 async def _wait_app(page, timeout_ms: float) -> None:
     await page.wait_for_selector('[data-testid="stApp"]', timeout=timeout_ms)
-    await page.get_by_role("button", name="▶ Run").wait_for(timeout=timeout_ms)
+    await page.get_by_role("button", name=RUN_LABEL).wait_for(timeout=timeout_ms)
 
 
-async def _student(session: Session, browser, url: str, t0: float, timeout_ms: float,
-                   stagger: float) -> None:
-    await asyncio.sleep(stagger)
+async def _play(session: Session, t0: float, open_page: Callable[[], Awaitable[None]],
+                run_to_result: Callable[[], Awaitable[None]]) -> None:
+    """One student, whatever the client: open Train, press Run, wait for the result; the
+    timings and the state go into ``session``."""
     try:
-        context = await browser.new_context(viewport={"width": 1280, "height": 900})
-        page = await context.new_page()
-        page.set_default_timeout(timeout_ms)
-        session.page = page
-        await page.goto(f"{url}/train?{QUERY}", timeout=timeout_ms)
-        await _wait_app(page, timeout_ms)
+        await open_page()
         session.opened_s = time.monotonic() - t0
         session.state = "open"
         pressed = time.monotonic()
-        await page.get_by_role("button", name="▶ Run").click()
         session.state = "training"
-        await page.get_by_text(RESULT_TEXT).first.wait_for(timeout=timeout_ms)
+        await run_to_result()
         session.result_s = time.monotonic() - pressed
         session.result_at = time.monotonic() - t0
         session.state = "done"
     except Exception as error:  # noqa: BLE001 - one failed student is a figure, not a crash
         session.state = "failed"
         session.error = _describe(error)
+
+
+async def _student(session: Session, browser, url: str, t0: float, timeout_ms: float,
+                   stagger: float) -> None:
+    await asyncio.sleep(stagger)
+
+    async def open_page() -> None:
+        context = await browser.new_context(viewport={"width": 1280, "height": 900})
+        page = await context.new_page()
+        page.set_default_timeout(timeout_ms)
+        session.page = page
+        await page.goto(f"{url}/train?{QUERY}", timeout=timeout_ms)
+        await _wait_app(page, timeout_ms)
+
+    async def run_to_result() -> None:
+        await session.page.get_by_role("button", name=RUN_LABEL).click()
+        await session.page.get_by_text(RESULT_TEXT).first.wait_for(timeout=timeout_ms)
+
+    await _play(session, t0, open_page, run_to_result)
 
 
 async def _probe(session: Session, timeout_ms: float) -> float | None:
@@ -195,18 +209,17 @@ async def _probe(session: Session, timeout_ms: float) -> float | None:
 # -- protocol clients -----------------------------------------------------------------------------
 async def _protocol_student(session: Session, url: str, t0: float, timeout: float,
                             stagger: float) -> None:
-    from lab.st_client import StreamlitClient
+    from loadtest.st_client import StreamlitClient
 
     await asyncio.sleep(stagger)
-    try:
-        client = StreamlitClient(url, page="train", query=QUERY)
-        session.client = client
+    client = session.client = StreamlitClient(url, page="train", query=QUERY)
+
+    async def open_page() -> None:
         await client.open(timeout=timeout)
         await client.wait_for_run(0, timeout)
-        session.opened_s = time.monotonic() - t0
-        session.state = "open"
-        pressed = time.monotonic()
-        session.state = "training"
+
+    async def run_to_result() -> None:
+        started = time.monotonic()
         while True:  # like a person: nothing happened after a while, press Run again
             since = len(client.seen)
             await client.click(RUN_LABEL)
@@ -215,15 +228,11 @@ async def _protocol_student(session: Session, url: str, t0: float, timeout: floa
                 await client.wait_for_any(list(RUN_TAKEN_TEXTS), CLICK_PATIENCE_S, since)
                 break
             except TimeoutError:
-                if session.clicks >= 3 or time.monotonic() - pressed > timeout:
+                if session.clicks >= 3 or time.monotonic() - started > timeout:
                     raise
         await client.wait_for_text(RESULT_TEXT, timeout)
-        session.result_s = time.monotonic() - pressed
-        session.result_at = time.monotonic() - t0
-        session.state = "done"
-    except Exception as error:  # noqa: BLE001 - one failed student is a figure, not a crash
-        session.state = "failed"
-        session.error = _describe(error)
+
+    await _play(session, t0, open_page, run_to_result)
 
 
 async def _protocol_probe(session: Session, timeout_ms: float) -> float | None:
