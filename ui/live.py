@@ -38,7 +38,8 @@ def _training_warm_up_thread():
 def live_view(job, config, presenter: bool = False) -> None:
     _training_warm_up_thread()
     if job is None:
-        st.info("Press **▶ Run** to train with the settings on the left, or **⏭ Step** to "
+        where = "" if presenter else " with the settings on the left"
+        st.info(f"Press **▶ Run** to train{where}, or **⏭ Step** to "
                 "train one epoch at a time. The loss curve, the embedding map of unseen "
                 "identities and their energy histograms appear here as it learns.")
         return
