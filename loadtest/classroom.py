@@ -55,7 +55,7 @@ RESULT_TEXT = "Verification of people never seen in training"
 # What the Train page shows once Run has been taken: queued, starting, training, or done.
 RUN_TAKEN_TEXTS = ("Every training slot is busy", "Preparing the data and the network",
                    "images/s", RESULT_TEXT)
-CLICK_PATIENCE_S = 20.0  # a student who sees nothing happen clicks Run again, this long after
+CLICK_PATIENCE_S = 60.0  # a student who sees nothing happen clicks Run again, this long after
 CONTROL_TEXT = "Unseen test identities"  # a control label: hidden in presenter mode
 MAX_SESSIONS = 60
 CLIENTS = ("protocol", "browser")
