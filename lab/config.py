@@ -36,6 +36,9 @@ class RunConfig:
     test_identities: int = 10  # people never seen in training
     fold: int | None = None  # identity fold for cross-validation (None: one seeded split)
     folds: int = 4
+    # Which people are train / val / test: None follows ``seed``. Set it to retrain the same
+    # split with other initial weights (how much of a result is luck of the draw).
+    split_seed: int | None = None
     # network
     network: str = "cnn"
     embedding_dim: int = 32
@@ -62,6 +65,12 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=True)
+
+    @property
+    def data_seed(self) -> int:
+        """The seed of everything about the data (the people, their split, the sampled impostor
+        pairs), as opposed to the weights and batches, which follow ``seed``."""
+        return self.seed if self.split_seed is None else self.split_seed
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -9,6 +9,8 @@ Choices, and why:
 - Seeds: ``config.seed`` fixes the identity split, the initial weights (drawn under a forked
   global RNG), the P x K batches (one sampler per epoch, seeded from seed and epoch) and the
   augmentation (its own ``torch.Generator``), so the same config on CPU gives the same metrics.
+  ``config.split_seed``, when set, takes over the data side (split, probes, sampled pairs), so
+  the same people can be retrained from other weights.
 - Device: CUDA > MPS > CPU. All images move to the device once; batches are index lookups.
   On CUDA the forward pass runs under bf16 autocast (the loss in float32).
 - No host sync per step on GPU: loss and statistics accumulate in device tensors and are read
@@ -214,7 +216,7 @@ class Trainer:
         # Fixed probe set: val + test identity images, capped, chosen by the seed.
         unseen = torch.cat([self.val_index, self.test_index]).sort().values
         if len(unseen) > PROBE_CAP:
-            gen = torch.Generator().manual_seed(config.seed)
+            gen = torch.Generator().manual_seed(config.data_seed)
             unseen = unseen[torch.randperm(len(unseen), generator=gen)[:PROBE_CAP]].sort().values
         self.probe_indices = unseen
         self.probe_labels = labels[unseen]
@@ -223,7 +225,7 @@ class Trainer:
         self._probe_images = images[unseen].to(self.device).contiguous(
             memory_format=self.memory_format)
         # A few training identities too, only for the maps: seen vs never seen, side by side.
-        gen = torch.Generator().manual_seed(config.seed + 1)
+        gen = torch.Generator().manual_seed(config.data_seed + 1)
         seen_ids = train_ids[torch.randperm(len(train_ids), generator=gen)[:SEEN_IDENTITIES]]
         seen = torch.nonzero(torch.isin(labels, seen_ids)).flatten()[:SEEN_CAP]
         self.seen_indices, self.seen_labels = seen, labels[seen]
@@ -440,10 +442,10 @@ class Trainer:
         if len(torch.unique(labels[self.val_index])) >= 2:
             val_emb, val_labels = self.embeddings(self.val_index), labels[self.val_index].numpy()
             self.val_verification = evaluate_embeddings(val_emb, val_labels, energy,
-                                                        seed=self.config.seed)
+                                                        seed=self.config.data_seed)
             metrics["val"] = self.val_verification.summary()
         self.verification = evaluate_embeddings(test_emb, test_labels, energy, val_emb,
-                                                val_labels, seed=self.config.seed)
+                                                val_labels, seed=self.config.data_seed)
         metrics["test"] = self.verification.summary()
         metrics["device"] = describe_device(self.device)
         metrics["torch"] = torch.__version__
@@ -467,7 +469,7 @@ class Trainer:
                    if has_val else None)
             results[kind] = evaluate_embeddings(
                 test, labels[self.test_index].numpy(), energy, val,
-                labels[self.val_index].numpy() if has_val else None, seed=self.config.seed,
+                labels[self.val_index].numpy() if has_val else None, seed=self.config.data_seed,
             ).summary()
         return results
 

@@ -69,6 +69,8 @@ def test_umap_quick(tmp_path):
     result = run_bench(tmp_path, "umap", "--quick")
     assert set(result["warm"]) == {"umap_200", "pca_200", "tsne_200"}
     assert "import_umap_s" in result["first_map_cached"]
+    in_app = result["first_map_in_app"]
+    assert in_app["points"] > 0 and in_app["frames"] >= 1 and in_app["first_map_s"] > 0
 
 
 @pytest.mark.slow

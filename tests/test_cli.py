@@ -66,6 +66,24 @@ def test_bench_accuracy_writes_json(tmp_path, capsys):
     assert test_ids[0].isdisjoint(test_ids[1])
 
 
+def test_bench_accuracy_ensemble_over_two_partitions(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "accuracy", "--dataset", "digits", "--image-size", "8",
+                 "--network", "linear", "--loss", "contrastive", "--folds", "2",
+                 "--val-identities", "1", "--time-budget", "0.3", "--ensemble", "2",
+                 "--split-seeds", "0,1", "--no-baseline", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["ensemble"] == 2 and result["split_seeds"] == [0, 1]
+    assert [(f["split_seed"], f["fold"]) for f in result["folds"]] == [(0, 0), (0, 1), (1, 0),
+                                                                       (1, 1)]
+    for fold in result["folds"]:
+        assert len(fold["member_eer"]) == 2 and 0.0 <= fold["eer"] <= 1.0
+    assert set(result["by_split"]) == {"0", "1"}
+    assert result["mean_member_eer"] is not None
+    # the two partitions put different people in the first fold's test set
+    assert result["folds"][0]["test_identities"] != result["folds"][2]["test_identities"]
+
+
 @pytest.mark.slow
 def test_module_entry_point(run_root):
     done = subprocess.run([sys.executable, "-m", "lab", "train", *TINY, "--json", "--quiet"],

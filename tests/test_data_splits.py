@@ -74,6 +74,15 @@ def test_split_for_config_uses_seed_and_fold():
         split_for_config(config.replace(fold=4, folds=4), 40)
 
 
+def test_split_seed_keeps_the_people_while_seed_changes_the_weights():
+    config = RunConfig(seed=4, split_seed=7, fold=1, folds=4)
+    assert config.data_seed == 7 and RunConfig(seed=4).data_seed == 4
+    same_people = split_for_config(config.replace(seed=5), 40)
+    assert same_people == split_for_config(config, 40)
+    assert same_people == split_for_config(RunConfig(seed=7, fold=1, folds=4), 40)
+    assert same_people != split_for_config(config.replace(split_seed=None), 40)
+
+
 def test_small_datasets_get_smaller_val_and_test():
     assert fitted_sizes(40, 5, 10) == (5, 10)
     val, test = fitted_sizes(10, 5, 10)  # digits, MNIST: ten classes

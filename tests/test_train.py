@@ -72,6 +72,14 @@ def test_same_config_twice_gives_same_metrics(digits):
     assert np.array_equal(runs[0][2], runs[1][2])
 
 
+def test_split_seed_retrains_the_same_people_from_other_weights(digits):
+    config = DIGITS.replace(epochs=0, seed=3, split_seed=0)
+    a, b = Trainer(config, digits), Trainer(config.replace(seed=4), digits)
+    assert a.split == b.split and torch.equal(a.probe_indices, b.probe_indices)
+    assert a.split == Trainer(config.replace(seed=0, split_seed=None), digits).split
+    assert not torch.equal(a.model.head.weight, b.model.head.weight)
+
+
 def test_naive_loss_with_huge_lr_diverges_and_keeps_finite_weights(digits):
     # Without a margin or unit norm, E_genuine - E_impostor falls without bound: with the
     # squared energy its gradient grows with the weights, so SGD blows up in a few steps.

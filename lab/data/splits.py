@@ -88,9 +88,10 @@ def fitted_sizes(num_identities: int, n_val: int, n_test: int) -> tuple[int, int
 def split_for_config(config, num_identities: int) -> IdentitySplit:
     """The split a RunConfig asks for: one seeded split, or fold config.fold of config.folds."""
     n_val, n_test = fitted_sizes(num_identities, config.val_identities, config.test_identities)
+    seed = config.data_seed
     if config.fold is None:
-        return split_identities(num_identities, n_val, n_test, config.seed)
+        return split_identities(num_identities, n_val, n_test, seed)
     if not 0 <= config.fold < config.folds:
         raise DatasetError(f"fold {config.fold} does not exist; folds are 0..{config.folds - 1}")
     n_val = min(n_val, num_identities - -(-num_identities // config.folds) - MIN_TRAIN_IDENTITIES)
-    return identity_folds(num_identities, config.folds, max(n_val, 0), config.seed)[config.fold]
+    return identity_folds(num_identities, config.folds, max(n_val, 0), seed)[config.fold]
