@@ -272,15 +272,18 @@ def _accuracy_fold(config: RunConfig, faceset, members: int, args: argparse.Name
     started = time.perf_counter()
     trainers = [Trainer(config.replace(seed=config.seed + k), faceset,
                         time_budget=args.time_budget, probes=False) for k in range(members)]
-    with ThreadPoolExecutor(members) as pool:
-        reports = list(pool.map(lambda t: list(t.fit()), trainers))
+    if members == 1:
+        reports = [list(trainers[0].fit())]
+    else:
+        with ThreadPoolExecutor(members) as pool:
+            reports = list(pool.map(lambda t: list(t.fit()), trainers))
     last = reports[0][-1] if reports[0] else None
     first = trainers[0]
     if members == 1:
         test = (first.metrics or {}).get("test", {})
     else:
-        # Each member's embedding is L2-normalised; side by side and scaled by 1/sqrt(K), the
-        # squared L2 and cosine energies are the mean of the members' energies.
+        # Side by side and scaled by 1/sqrt(K), L2-normalised members (the default) give a unit
+        # embedding whose cosine and squared-L2 energies are the mean of the members' energies.
         def joined(index: torch.Tensor) -> np.ndarray:
             parts = [t.embeddings(index) for t in trainers]
             return np.concatenate(parts, axis=1) / np.sqrt(members)

@@ -446,7 +446,10 @@ class Criterion(nn.Module):
                 generator: torch.Generator | None = None) -> LossOutput:
         config, kind = self.config, self.spec.kind
         if kind == "classifier":
-            if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
+            # Checked where it is free: on a GPU reading min/max would wait for the device every
+            # step, and the Trainer's labels were remapped to 0..C-1 on the CPU before moving.
+            if labels.device.type == "cpu" and labels.numel() and (
+                    int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
                 raise ValueError(f"classifier labels must lie in 0..{self.num_classes - 1}")
             if config.loss == "softmax":
                 return softmax_loss(embeddings, labels, weight=self.weight, bias=self.bias,
