@@ -231,6 +231,7 @@ def accuracy(args: argparse.Namespace) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     base = config_from_args(args, RunConfig(dataset="att", epochs=MAX_EPOCHS))
+    where = machine()  # before training: its load average is the one the figures ran under
     split_seeds = args.split_seeds or [base.data_seed]
     members = max(1, args.ensemble)
     results, baseline = [], []
@@ -254,7 +255,7 @@ def accuracy(args: argparse.Namespace) -> dict:
               "by_split": {str(seed): _summarise([r for r in results if r["split_seed"] == seed])
                            for seed in split_seeds},
               "baseline_pixels_mean": _summarise(baseline) if baseline else None,
-              "config": base.to_dict(), "machine": machine()}
+              "config": base.to_dict(), "machine": where}
     if members > 1:
         report["mean_member_eer"] = _mean([e for r in results for e in r["member_eer"]])
     return _finish(report)
