@@ -228,8 +228,9 @@ def accuracy(args: argparse.Namespace) -> dict:
     from lab.cli import config_from_args
     from lab.data import load_for_config
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if args.threads or args.ensemble > 1:
+        # K nets at once share the cores: one torch thread each unless told otherwise.
+        torch.set_num_threads(args.threads or 1)
     base = config_from_args(args, RunConfig(dataset="att", epochs=MAX_EPOCHS))
     where = machine()  # before training: its load average is the one the figures ran under
     split_seeds = args.split_seeds or [base.data_seed]
@@ -580,7 +581,7 @@ def _umap_arguments(parser: argparse.ArgumentParser) -> None:
 # thread (ui.warm_up_umap_in_background), the user presses Run at once on the default lesson,
 # then opens Embeddings, which maps every epoch of the run (project_frames, warm-started).
 _APP_FIRST_MAP_SCRIPT = """
-import json, sys, threading, time
+import json, threading, time
 t0 = time.perf_counter()
 import lab.train, lab.evaluate
 from lab import project
@@ -588,7 +589,7 @@ from lab.config import RunConfig
 warm = threading.Thread(target=project.warm_up_umap, daemon=True)
 warm.start()
 t_view = time.perf_counter()
-config = RunConfig() if sys.argv[1] == "full" else RunConfig(
+config = RunConfig() if "__SIZE__" == "full" else RunConfig(
     num_identities=12, images_per_identity=4, image_size=16, val_identities=2,
     test_identities=4, epochs=2, network="mlp")
 reports = list(lab.train.Trainer(config).fit())
@@ -620,7 +621,7 @@ def umap_bench(args: argparse.Namespace) -> dict:
     result.update(figures)
     # What a user of the app waits for: the first UMAP of a run trained right after start.
     result["first_map_in_app"] = _python_subprocess(
-        _APP_FIRST_MAP_SCRIPT.replace("sys.argv[1]", repr("quick" if args.quick else "full")))
+        _APP_FIRST_MAP_SCRIPT.replace("__SIZE__", "quick" if args.quick else "full"))
     warm = figures.get("warm", {})
     in_app = result["first_map_in_app"].get("first_map_s")
     result["summary"] = ("umap: " + ", ".join(f"{k} {v['wall_s']:.2f} s" for k, v in warm.items())
