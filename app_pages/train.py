@@ -33,7 +33,11 @@ HELP = {
     "lr": "Adam's step size. 10 makes most runs diverge: a lesson in itself.",
     "p_identities": "P identities per batch (P × K batches give every anchor a genuine pair).",
     "k_images": "K images of each identity per batch.",
-    "seed": "Fixes the identity split, the batches and the initial weights.",
+    "seed": "Fixes the initial weights, the batches and, unless People seed is set, which people "
+            "are train, validation and test.",
+    "split_seed": "Which people are train, validation and test (empty: follow Seed). Keep it and "
+                  "change Seed to retrain the same people from other initial weights: how much "
+                  "of a result is luck?",
     "augment": "Small crops, flips and brightness changes of the training faces.",
     "flip_average": "Embed each face and its mirror image and average the two: the metric then "
                     "ignores which way a face looks (faces only; digits are not symmetric).",
@@ -118,7 +122,12 @@ def controls() -> None:
         widget("p_identities", st.number_input, "P identities", min_value=2, max_value=64)
     with right:
         widget("k_images", st.number_input, "K images", min_value=2, max_value=32)
-    widget("seed", st.number_input, "Seed", min_value=0, max_value=2**31 - 1)
+    left, right = st.columns(2)
+    with left:
+        widget("seed", st.number_input, "Seed", min_value=0, max_value=2**31 - 1)
+    with right:
+        widget("split_seed", st.number_input, "People seed", min_value=0,
+               max_value=2**31 - 1)
     widget("augment", st.checkbox, "Augment faces")
     widget("flip_average", st.checkbox, "Average with the mirror image")
 

@@ -121,6 +121,7 @@ def _ranges() -> dict[str, tuple[float, float]]:
         "k_images": (2, 64),
         "steps_per_epoch": (1, 100_000),
         "seed": (0, 2**31 - 1),
+        "split_seed": (0, 2**31 - 1),
     }
 
 
@@ -133,7 +134,7 @@ def problems(config: RunConfig) -> list[str]:
             found.append(f"{name} must be one of {', '.join(choices)}.")
     for name, (low, high) in _ranges().items():
         value = getattr(config, name)
-        if value is None and name in ("chopra_q", "steps_per_epoch"):
+        if value is None and name in ("chopra_q", "steps_per_epoch", "split_seed"):
             continue
         if not isinstance(value, int | float) or isinstance(value, bool) or not (
             low <= value <= high

@@ -86,6 +86,16 @@ def style(fig: go.Figure, presenter: bool = False, height: int | None = None) ->
     return fig
 
 
+def _legend_below(fig: go.Figure, presenter: bool = False) -> go.Figure:
+    """A horizontal legend under the x axis. Half-width columns (the live Train view) are too
+    narrow for one above the plot (it wrapped onto the title) or at the right (it covered the
+    second y axis)."""
+    scale = PRESENTER_SCALE if presenter else 1.0
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0),
+                      margin=dict(b=round(110 * scale)))
+    return fig
+
+
 def _as_1d(values: object) -> np.ndarray:
     if values is None:
         return np.zeros(0)
@@ -155,6 +165,8 @@ def loss_curve(
         fig.update_yaxes(title_text="loss")
     if loss_arr.size == 0:
         _note(fig, "No epoch finished yet")
+    if secondary:
+        return _legend_below(style(fig, presenter, height=400), presenter)
     return style(fig, presenter, height=360)
 
 
@@ -534,15 +546,14 @@ def energy_histogram(
             xanchor="right", yanchor="top", name="stats", bgcolor="rgba(255,255,255,0.8)",
             font=dict(size=BASE_FONT + 2),
         )  # fmt: skip
-    fig.update_layout(title=dict(text=title), barmode="overlay", bargap=0,
-                      legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0))
+    fig.update_layout(title=dict(text=title), barmode="overlay", bargap=0)
     fig.update_xaxes(title_text=energy_label, range=[low, high])
     fig.update_yaxes(title_text="density" if norm else "pairs")
     if both.size == 0:
         _note(fig, "No pairs to draw yet")
     elif g.size == 0 or i.size == 0:
         _note(fig, "Only " + ("impostor" if g.size == 0 else "genuine") + " pairs here")
-    return style(fig, presenter, height=400)
+    return _legend_below(style(fig, presenter, height=440), presenter)
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 import torch
 
-from lab.config import RunConfig
+from lab.config import RunConfig, problems
 from lab.data import DatasetError
 from lab.data.faceset import DataSource, FaceSet
 from lab.data.sampler import PKSampler
@@ -81,6 +81,8 @@ def test_split_seed_keeps_the_people_while_seed_changes_the_weights():
     assert same_people == split_for_config(config, 40)
     assert same_people == split_for_config(RunConfig(seed=7, fold=1, folds=4), 40)
     assert same_people != split_for_config(config.replace(split_seed=None), 40)
+    assert problems(config) == [] and problems(config.replace(split_seed=None)) == []
+    assert "split_seed" in problems(config.replace(split_seed=-1))[0]
 
 
 def test_small_datasets_get_smaller_val_and_test():
