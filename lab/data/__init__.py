@@ -180,7 +180,8 @@ def load_for_config(config) -> FaceSet:
     for key in _EXTRA_OPTIONS.get(config.dataset, ()):
         if key in extra:
             options[key] = extra[key]
-    return load_dataset(config.dataset, image_size=config.image_size, seed=config.data_seed, **options)
+    return load_dataset(config.dataset, image_size=config.image_size, seed=config.data_seed,
+                        **options)
 
 
 DATASET_NAMES = ("synthetic", "digits", "att", "olivetti", "mnist", "fashion-mnist", "lfw",
