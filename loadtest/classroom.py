@@ -85,11 +85,12 @@ def _free_port() -> int:
 class Server:
     """``streamlit run app.py`` on 127.0.0.1 with its own run store; ``stop()`` always ends it."""
 
-    def __init__(self, runs: Path, log: Path, slots: int):
+    def __init__(self, runs: Path, log: Path, slots: int | None = None):
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "METRIC_LAB_RUNS": str(runs),
-               "METRIC_LAB_MAX_TRAININGS": str(slots)}
+        env = {**os.environ, "METRIC_LAB_RUNS": str(runs)}
+        if slots is not None:  # trainings at once; None keeps the app's own default
+            env["METRIC_LAB_MAX_TRAININGS"] = str(slots)
         self._log = open(log, "w")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address",
