@@ -40,6 +40,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,18 @@ def percentile(values: list[float], q: float) -> float | None:
     low = int(position)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def run_coroutine(coroutine: Awaitable[Any]) -> Any:
+    """``asyncio.run``, also from a thread whose event loop is already running: Playwright's sync
+    API (the browser tests' session fixture) keeps one in pytest's main thread, so a test run
+    after them used to fail with "asyncio.run() cannot be called from a running event loop"."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def _free_port() -> int:
@@ -353,8 +366,8 @@ def bench_classroom(sessions: int = 30, slots: int = 2, hard_timeout: float = 12
         server.wait_healthy(min(180, hard_timeout))
         started = time.monotonic()
         drive = _drive if client == "browser" else _drive_protocol
-        asyncio.run(drive(server.url, people, latencies, started,
-                          hard_timeout - (started - t0), probe_gap, ramp, seed))
+        run_coroutine(drive(server.url, people, latencies, started,
+                            hard_timeout - (started - t0), probe_gap, ramp, seed))
     finally:
         server.stop()
     total = time.monotonic() - t0

@@ -9,7 +9,6 @@ chromium is installed, also real browser pages.
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import tempfile
 from pathlib import Path
@@ -106,7 +105,7 @@ def test_the_headless_tab_sees_what_a_browser_would(tmp_path: Path):
 
     try:
         server.wait_healthy(120)
-        asyncio.run(visit())
+        classroom.run_coroutine(visit())
     finally:
         server.stop()
 
