@@ -143,8 +143,7 @@ def show_result(result: LessonResult) -> None:
                                              dprime=variant.figures.get("dprime"),
                                              x_range=(0.0, high), title=variant.label,
                                              energy_label=f"energy E ({config.energy})",
-                                             presenter=presenter)
-                fig.update_layout(height=340)
+                                             presenter=presenter, height=380)
                 ui.show_figure(fig, f"lesson-{lesson.key}-{variant.label}",
                                key=f"hist-{lesson.key}-{variant.label}")
 

@@ -201,9 +201,7 @@ def student_panel(run, photos, ids, choice, whole, far: float, presenter: bool) 
     fig = plots.energy_histogram(
         energies.genuine, energies.impostor, threshold=threshold,
         pair_energy=result.energy, title="Why: this pair among the run's validation pairs",
-        energy_label=f"energy E ({run.config.energy})", presenter=presenter)
-    if not presenter:
-        fig.update_layout(height=320)
+        energy_label=f"energy E ({run.config.energy})", presenter=presenter, height=360)
     ui.show_figure(fig, f"{run.id}-verify", key="verify-hist")
     st.caption(f"Genuine (same person) and impostor pairs of the run's {energies.source}, never "
                "used to train the weights. The threshold is where the impostor side is cut at "

@@ -87,12 +87,16 @@ def style(fig: go.Figure, presenter: bool = False, height: int | None = None) ->
 
 
 def _legend_below(fig: go.Figure, presenter: bool = False) -> go.Figure:
-    """A horizontal legend under the x axis. Half-width columns (the live Train view) are too
-    narrow for one above the plot (it wrapped onto the title) or at the right (it covered the
-    second y axis)."""
+    """A horizontal legend under the x axis title. Half-width columns (the live Train view) are
+    too narrow for one above the plot (it wrapped onto the title) or at the right (it covered
+    the second y axis). Call it last: the offset is in pixels, turned into the paper fraction
+    plotly wants from the figure's final height, so a short figure does not hit the axis title."""
     scale = PRESENTER_SCALE if presenter else 1.0
-    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0),
-                      margin=dict(b=round(110 * scale)))
+    bottom = round(110 * scale)
+    fig.update_layout(margin=dict(b=bottom))
+    plot_height = max((fig.layout.height or 450) - (fig.layout.margin.t or 0) - bottom, 40)
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-55 * scale / plot_height,
+                                  xanchor="left", x=0))
     return fig
 
 
@@ -471,6 +475,7 @@ def energy_histogram(
     title: str = "Genuine vs impostor energies",
     energy_label: str = "energy E (distance)",
     presenter: bool = False,
+    height: int = 440,
 ) -> go.Figure:
     """Overlaid histograms of genuine and impostor energies on shared bins.
 
@@ -553,7 +558,7 @@ def energy_histogram(
         _note(fig, "No pairs to draw yet")
     elif g.size == 0 or i.size == 0:
         _note(fig, "Only " + ("impostor" if g.size == 0 else "genuine") + " pairs here")
-    return _legend_below(style(fig, presenter, height=440), presenter)
+    return _legend_below(style(fig, presenter, height=height), presenter)
 
 
 # --------------------------------------------------------------------------------------------
