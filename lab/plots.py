@@ -545,11 +545,14 @@ def energy_histogram(
         stats.append(f"d′ = {dprime:.2f}")
     if eer is not None and math.isfinite(eer):
         stats.append(f"EER = {eer:.1%}")
+    scale = PRESENTER_SCALE if presenter else 1.0
     if stats:
+        # Its own row between the title and the plot: inside the plot, at the top right, it sat
+        # on the margin line's label whenever the margin fell in the right half.
         fig.add_annotation(
-            text=" · ".join(stats), xref="paper", yref="paper", x=0.99, y=0.99, showarrow=False,
-            xanchor="right", yanchor="top", name="stats", bgcolor="rgba(255,255,255,0.8)",
-            font=dict(size=BASE_FONT + 2),
+            text=" · ".join(stats), xref="paper", yref="paper", x=0, y=1, showarrow=False,
+            xanchor="left", yanchor="bottom", yshift=4, name="stats",
+            font=dict(size=round((BASE_FONT + 1) * scale), color="#444"),
         )  # fmt: skip
     fig.update_layout(title=dict(text=title), barmode="overlay", bargap=0)
     fig.update_xaxes(title_text=energy_label, range=[low, high])
@@ -558,7 +561,10 @@ def energy_histogram(
         _note(fig, "No pairs to draw yet")
     elif g.size == 0 or i.size == 0:
         _note(fig, "Only " + ("impostor" if g.size == 0 else "genuine") + " pairs here")
-    return _legend_below(style(fig, presenter, height=height), presenter)
+    style(fig, presenter, height=height)
+    if stats:
+        fig.update_layout(margin=dict(t=round(88 * scale)))
+    return _legend_below(fig, presenter)
 
 
 # --------------------------------------------------------------------------------------------
