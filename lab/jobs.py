@@ -10,6 +10,7 @@ closed) stops sending heartbeats; the job then gives up its place or its slot.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import threading
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from lab.config import RunConfig
+from lab.memory import is_allocation_failure, release_device_memory
 
 # A job nobody has looked at for this long is abandoned. Generous: on a busy 2-core server a
 # live page can miss its 1 s polls for over a minute (classroom load test, 10 sessions).
@@ -25,27 +27,32 @@ HEARTBEAT_TIMEOUT_S = 240.0
 ACTIVE = ("queued", "loading", "running", "paused")
 
 
-def default_slots() -> int:
-    """How many trainings may run at once: METRIC_LAB_MAX_TRAININGS, else 1 on a GPU (one
-    model saturates it) and one per four CPU cores on a CPU (each training uses several)."""
+def default_slots(device: str | None = None) -> int:
+    """How many trainings may run at once on ``device`` ("cuda", "mps", "cpu"; None = the
+    device "auto" picks): METRIC_LAB_MAX_TRAININGS, else 1 on a GPU (one model saturates it)
+    and one per four CPU cores on a CPU (each training uses several)."""
     configured = os.environ.get("METRIC_LAB_MAX_TRAININGS")
     if configured:
         return max(1, int(configured))
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            return 1
-    except ImportError:  # pragma: no cover - torch is a requirement
-        pass
+    if device is None:
+        device = _device_type("auto")
+    if device in ("cuda", "mps"):
+        return 1
     return max(1, (os.cpu_count() or 1) // 4)
+
+
+def _device_type(preference: str) -> str:
+    """The device type a config's ``device`` field trains on here (see lab.train.pick_device)."""
+    from lab.train import pick_device
+
+    return pick_device(preference).type
 
 
 class TrainingLimiter:
     """A fair queue in front of N training slots, shared by every session of the process."""
 
-    def __init__(self, slots: int | None = None):
-        self.slots = slots if slots is not None else default_slots()
+    def __init__(self, slots: int | None = None, device: str | None = None):
+        self.slots = slots if slots is not None else default_slots(device)
         self._condition = threading.Condition()
         self._waiting: list[int] = []
         self._running: set[int] = set()
@@ -86,18 +93,20 @@ class TrainingLimiter:
             return len(self._waiting)
 
 
-_LIMITER: TrainingLimiter | None = None
+_LIMITERS: dict[str, TrainingLimiter] = {}
 _LIMITER_LOCK = threading.Lock()
 _TICKETS = itertools.count(1)
 
 
-def shared_limiter() -> TrainingLimiter:
-    """The process-wide limiter (created on first use)."""
-    global _LIMITER
+def shared_limiter(device: str | None = None) -> TrainingLimiter:
+    """The process-wide limiter of one device type (created on first use; None = the device
+    "auto" picks). One per device: a lesson pinned to the CPU queues with the other CPU
+    trainings and never takes the GPU's single slot (nor waits behind it)."""
+    device = device or _device_type("auto")
     with _LIMITER_LOCK:
-        if _LIMITER is None:
-            _LIMITER = TrainingLimiter()
-        return _LIMITER
+        if device not in _LIMITERS:
+            _LIMITERS[device] = TrainingLimiter(device=device)
+        return _LIMITERS[device]
 
 
 @dataclass
@@ -127,14 +136,15 @@ class TrainingJob:
 
     def __post_init__(self) -> None:
         self.ticket = next(_TICKETS)
-        self.limiter = self.limiter or shared_limiter()
+        self.limiter = self.limiter or shared_limiter(_device_type(self.config.device))
         self._cancel = threading.Event()
         self._resume = threading.Event()
         self._step_pending = self.start_paused
         self._lock = threading.Lock()
         self._last_seen = self.clock()
         self._thread: threading.Thread | None = None
-        self._trainer = None  # set once training starts, so stop() can reach it
+        self._trainer = None  # set while training runs, so stop() can reach it; dropped after
+        self._kept: dict = {}  # what the pages need of the trainer, on the CPU (numpy)
         self._reason: str | None = None  # why it was stopped, when not by the user
 
     # -- control, called from the page ------------------------------------------------------
@@ -191,16 +201,16 @@ class TrainingJob:
     @property
     def probe_labels(self):
         """Identity of each probe image (numpy), once training has started."""
-        return None if self._trainer is None else self._trainer.probe_labels.numpy()
+        return self._kept.get("probe_labels")
 
     @property
     def probe_is_test(self):
-        return None if self._trainer is None else self._trainer.probe_is_test.numpy()
+        return self._kept.get("probe_is_test")
 
     @property
     def seen_labels(self):
         """Identity of the training images kept for the maps (numpy), once training started."""
-        return None if self._trainer is None else self._trainer.seen_labels.numpy()
+        return self._kept.get("seen_labels")
 
     @property
     def latest(self):
@@ -243,25 +253,36 @@ class TrainingJob:
                 self.message = f"{run.save_error}. {self.message}".strip()
         except Exception as error:  # noqa: BLE001 - any failure becomes a message on the page
             self.status = "failed"
-            self.message = _plain_failure(error)
+            self.message = _plain_failure(error, during_batch=bool(self._kept))
         finally:
+            self._trainer = None  # the model, optimiser and images go with it (lab.memory)
+            release_device_memory()
             self.finished_at = self.clock()
             self.limiter.release(self.ticket)
 
     def _train(self, train_run):
-        """train_run, retried once with half the identities per batch after a GPU
-        out-of-memory error (the failed attempt's run folder is removed)."""
+        """train_run, retried once with half the identities per batch when the device ran out
+        of memory on a batch (the failed attempt's run folder is removed).
+
+        Only a batch is retried: a failure before training started (the images, the model or
+        the probes did not fit on the device) does not depend on P, so it is reported as is.
+        The failed trainer is dropped, and its memory given back, before the retry uploads
+        the data again (otherwise the device would hold both copies)."""
         try:
             run, _ = train_run(self.config, store=self.store, name=self.name,
                                on_report=self._on_report, on_start=self._on_start)
             return run
         except Exception as error:
             smaller = max(2, self.config.p_identities // 2)
-            if (not _out_of_memory(error) or smaller == self.config.p_identities
-                    or self._cancel.is_set()):
+            started = self._trainer is not None
+            self._trainer = None
+            if (not is_allocation_failure(error) or not started
+                    or smaller == self.config.p_identities or self._cancel.is_set()):
                 raise
-        _free_gpu_memory()
+        # outside the except block: the exception and the frames holding the trainer are gone
+        release_device_memory()
         self._forget_failed_attempt()
+        self._kept = {}
         self.retry_note = (f"The GPU ran out of memory with P = {self.config.p_identities} "
                            f"identities per batch, so this run was retried with P = {smaller}.")
         self.config = self.config.replace(p_identities=smaller)
@@ -284,6 +305,9 @@ class TrainingJob:
 
     def _on_start(self, run, trainer) -> None:
         self.run_id = run.id
+        self._kept = {"probe_labels": trainer.probe_labels.numpy(),
+                      "probe_is_test": trainer.probe_is_test.numpy(),
+                      "seen_labels": trainer.seen_labels.numpy()}
         self._trainer = trainer
         self.status = "running"
         if self._cancel.is_set():
@@ -313,25 +337,14 @@ class TrainingJob:
 
 
 
-def _out_of_memory(error: BaseException) -> bool:
-    """torch's OutOfMemoryError (CUDA or MPS), or any error that says "out of memory"."""
-    import torch
-
-    oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
-    return isinstance(error, oom) or "out of memory" in str(error).lower()
-
-
-def _free_gpu_memory() -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
-def _plain_failure(error: Exception) -> str:
-    """A sentence a student can act on, not a traceback."""
+def _plain_failure(error: Exception, during_batch: bool = True) -> str:
+    """A sentence a student can act on, not a traceback. ``during_batch``: training had
+    started (the data was on the device), so a smaller batch is what can help."""
     text = str(error) or type(error).__name__
-    if _out_of_memory(error):
+    if is_allocation_failure(error) and not during_batch:
+        return ("The GPU ran out of memory while loading the training images and the model. "
+                "Try a smaller image size, fewer identities or a smaller network.")
+    if is_allocation_failure(error):
         return ("The GPU ran out of memory. Try a smaller batch (fewer identities P or images K), "
                 "a smaller image size or a smaller network.")
     return f"Training could not run: {text}"
@@ -362,7 +375,9 @@ class SweepJob:
         self._thread: threading.Thread | None = None
         self._together: bool | None = None  # decided when the sweep starts
         self._finished = 0  # runs finished on the batched path
-        self._trainer = None  # the BatchedTrainer, once started
+        self._trainer = None  # the BatchedTrainer while it trains (dropped at the end)
+        self._started = False  # an attempt reached training (the data fitted on the device)
+        self.retry_note = ""
         self._last_seen = time.monotonic()
 
     def start(self) -> SweepJob:
@@ -399,34 +414,75 @@ class SweepJob:
             job.start().wait()
 
     def _work_batched(self) -> None:
-        """All configs in one training slot, each saved as its own run (lab.batched)."""
-        from lab.batched import train_runs_batched
+        """All configs in one training slot, each saved as its own run (lab.batched).
 
-        limiter = self.limiter or shared_limiter()
+        Like a single job: retried once at half P when a batch did not fit on the device,
+        and the stacked trainer (K models, the images) is dropped when the sweep ends."""
+        limiter = self.limiter or shared_limiter(_device_type(self.configs[0].device))
         ticket = next(_TICKETS)
         if not limiter.acquire(ticket, self._cancel):
             return
         try:
-            def on_start(runs, trainer) -> None:
-                self._trainer = trainer
-                if self._cancel.is_set():
-                    trainer.stop()
+            self._train_batched()
+        except Exception as error:  # noqa: BLE001 - a failure becomes a message on the page
+            self.message = f"{self.retry_note} {_plain_failure(error, self._started)}".strip()
+        finally:
+            self._trainer = None
+            release_device_memory()
+            limiter.release(ticket)
 
-            def on_report(k: int, report) -> bool:
-                if report.status != "running":
-                    self._finished += 1
-                if time.monotonic() - self._last_seen > HEARTBEAT_TIMEOUT_S:
-                    self.message = "The browser session went away, so the sweep stopped"
-                    return False
-                return not self._cancel.is_set()
+    def _train_batched(self) -> None:
+        from lab.batched import train_runs_batched
 
+        started: list = []  # the runs of the attempt that reached training
+
+        def on_start(runs, trainer) -> None:
+            started[:] = runs
+            self._started = True
+            self._trainer = trainer
+            if self._cancel.is_set():
+                trainer.stop()
+
+        def on_report(k: int, report) -> bool:
+            if report.status != "running":
+                self._finished += 1
+            if time.monotonic() - self._last_seen > HEARTBEAT_TIMEOUT_S:
+                self.message = "The browser session went away, so the sweep stopped"
+                return False
+            return not self._cancel.is_set()
+
+        def attempt() -> None:
             train_runs_batched(self.configs, store=self.store,
                                names=[self._name(c) for c in self.configs],
                                on_report=on_report, on_start=on_start)
-        except Exception as error:  # noqa: BLE001 - a failure becomes a message on the page
-            self.message = _plain_failure(error)
-        finally:
-            limiter.release(ticket)
+
+        try:
+            attempt()
+            return
+        except Exception as error:
+            p = self.configs[0].p_identities
+            smaller = max(2, p // 2)
+            self._trainer = None
+            if (not is_allocation_failure(error) or not self._started or smaller == p
+                    or self._cancel.is_set()):
+                raise
+        release_device_memory()
+        store = self.store
+        if store is None:
+            from lab.runs import RunStore
+
+            store = RunStore()
+        for run in started:
+            if run.path is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    store.delete(run.id)
+        self.retry_note = (f"The GPU ran out of memory with P = {p} identities per batch, so "
+                           f"the sweep was retried with P = {smaller}.")
+        self.configs = [c.replace(p_identities=smaller) for c in self.configs]
+        self._finished = 0
+        attempt()
+        if not self.message:
+            self.message = self.retry_note
 
     def heartbeat(self) -> None:
         self._last_seen = time.monotonic()

@@ -510,7 +510,9 @@ class MemoryRun:
         self.history.append(record)
 
     def save_model(self, model: torch.nn.Module) -> None:
-        self.model = model
+        from lab.memory import cpu_copy
+
+        self.model = cpu_copy(model)  # not the trainer's: its weights stay on the device
 
     def save_probes(self, *args, **kwargs) -> None:
         pass  # the job keeps every report's probe embeddings itself
