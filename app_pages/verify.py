@@ -177,7 +177,8 @@ def student_panel(run, photos, ids, choice, whole, far: float, presenter: bool) 
                 _remember(RESULTS_KEY, key, V.verify_pair(
                     photos[0], photos[1], V.embedder_for_run(run), channels=channels,
                     image_size=image_size, energy=run.config.energy, threshold=threshold,
-                    face_choice=choice, use_whole_image=whole))
+                    face_choice=choice, use_whole_image=whole,
+                    pipeline=run.config.pipeline))
         except BAD_INPUT as error:
             st.error(str(error))
             return
@@ -264,7 +265,7 @@ def gallery_tab(run, far: float) -> None:
                     probe.getvalue(), [(V.gallery_name(p.name), p.getvalue()) for p in people],
                     V.embedder_for_run(run), channels=channels, image_size=image_size,
                     energy=run.config.energy, threshold=threshold, top=5,
-                    use_whole_image=whole))
+                    use_whole_image=whole, pipeline=run.config.pipeline))
         except BAD_INPUT as error:
             st.error(str(error))
             return

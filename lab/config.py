@@ -19,6 +19,7 @@ LOSSES = ("contrastive", "chopra", "naive", "triplet", "arcface", "cosface", "so
 MINERS = ("all", "random", "semihard", "batchhard")
 OPTIMIZERS = ("adam", "sgd")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+PIPELINES = ("none", "aligned", "aligned+hist", "aligned+clahe", "aligned+tantriggs")
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,11 @@ class RunConfig:
     k_images: int = 4
     steps_per_epoch: int | None = None  # None: one pass over the training images
     augment: bool = False
+    # Face pipeline of every image, in training and in Verify (lab.facepipe.PIPELINES): "none"
+    # (whole image, as before), "aligned" (detect, 5-point align, crop), "aligned+tantriggs" ...
+    pipeline: str = "none"
+    # Lighting augmentation (lab.lighting): directional light, gamma, contrast, half-face shadow.
+    lighting: bool = False
     # Embed each image and its mirror image, and average the two (faces are nearly symmetric, so
     # the metric should not care which way a face looks; about 1 point of EER on AT&T).
     flip_average: bool = False
@@ -95,7 +101,7 @@ class RunConfig:
 # Allowed values, checked at every boundary (URL, CLI, imported run): field -> choices or range.
 CHOICES: dict[str, tuple[str, ...]] = {
     "dataset": DATASETS, "network": NETWORKS, "energy": ENERGIES, "loss": LOSSES,
-    "miner": MINERS, "optimizer": OPTIMIZERS, "device": DEVICES,
+    "miner": MINERS, "optimizer": OPTIMIZERS, "device": DEVICES, "pipeline": PIPELINES,
 }
 
 

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from lab.facepipe import face_input, parse_pipeline, tensor_to_display
 from lab.faces import (
     FaceBox,
     Faces,
@@ -75,6 +76,7 @@ class VerifyResult:
     reference: Any = None  # lab.reference.ReferenceVerdict when asked and available
     reference_note: str = ""  # why there is no reference verdict, when asked
     notes: list[str] = field(default_factory=list)
+    pipeline: str = "none"  # the run's face pipeline (lab.facepipe), applied to both photos
 
     @property
     def verdict(self) -> str:
@@ -85,7 +87,7 @@ class VerifyResult:
         out: dict[str, Any] = {
             "verdict": self.verdict, "same": self.same, "energy": self.energy,
             "energy_kind": self.energy_kind, "threshold": self.threshold,
-            "detector": self.detector,
+            "detector": self.detector, "pipeline": self.pipeline,
             "faces": {name.split()[1]: [box.to_dict() for box in boxes]
                       for name, boxes in zip(PHOTO_NAMES, self.faces, strict=True)},
             "chosen": {"A": self.chosen[0], "B": self.chosen[1]},
@@ -155,7 +157,7 @@ def verify_pair(
     photo_a: bytes | PreparedPhoto, photo_b: bytes | PreparedPhoto, embed_fn: EmbedFn, *,
     channels: int, image_size: int | tuple[int, int], energy: str, threshold: float,
     face_choice: tuple[int, int] = (0, 0), use_whole_image: bool | tuple[bool, bool] = False,
-    reference: bool = False, margin: float = 0.25, align: bool = True,
+    reference: bool = False, margin: float = 0.25, align: bool = True, pipeline: str = "none",
 ) -> VerifyResult:
     """Are the faces in these two photos the same identity, by this embedding and threshold?
 
@@ -163,6 +165,9 @@ def verify_pair(
     `embedder_for_run`). face_choice picks a face per photo (0 = the largest);
     use_whole_image skips detection for one or both photos (a centred crop is used instead:
     what the UI offers after a NoFaceError, and right for already-cropped faces).
+    pipeline: the run's face pipeline (RunConfig.pipeline); an aligned one turns each photo
+    into the network input with lab.facepipe.face_input, the function the run's training
+    images went through, and the crops returned are those inputs as 8-bit pictures.
     Raises PhotoError (NoFaceError, TinyFaceError) with a message naming the photo.
     """
     from lab.energy import pairwise_energy_np
@@ -214,10 +219,19 @@ def verify_pair(
     lap("detect")
 
     aspect = _aspect(image_size)
-    crops = [whole_image_crop(image, aspect) if box is None
-             else crop_face(image, box, margin=margin, align=align, aspect=aspect)
-             for image, box in zip(images, boxes, strict=True)]
-    batch = torch.cat([to_model_input(crop, channels, image_size) for crop in crops])
+    if parse_pipeline(pipeline).align:  # the run's own pipeline, the function its data went by
+        inputs = [face_input(image, box, pipeline, channels, image_size)
+                  for image, box in zip(images, boxes, strict=True)]
+        batch = torch.cat(inputs)
+        shown = [tensor_to_display(one) for one in inputs]
+        crops = [whole_image_crop(image) if box is None else None
+                 for image, box in zip(images, boxes, strict=True)]  # for the reference model
+    else:
+        crops = [whole_image_crop(image, aspect) if box is None
+                 else crop_face(image, box, margin=margin, align=align, aspect=aspect)
+                 for image, box in zip(images, boxes, strict=True)]
+        batch = torch.cat([to_model_input(crop, channels, image_size) for crop in crops])
+        shown = [np.asarray(crop).copy() for crop in crops]
     lap("crop")
 
     embeddings = np.asarray(embed_fn(batch), dtype=np.float64)
@@ -250,7 +264,7 @@ def verify_pair(
         detector=detector, faces=(list(found[0]), list(found[1])),
         chosen=tuple(None if box is None else int(index)
                      for box, index in zip(boxes, choice, strict=True)),
-        crops=tuple(np.asarray(crop).copy() for crop in crops),
+        crops=tuple(shown), pipeline=parse_pipeline(pipeline).name,
         photo_sizes=tuple(image.size for image in images), timings=timings,
         reference=ref_verdict, reference_note=ref_note, notes=notes,
     )
@@ -303,7 +317,7 @@ class GalleryMatch:
 def search_gallery(
     probe: bytes, gallery: list[tuple[str, bytes]], embed_fn: EmbedFn, *, channels: int,
     image_size: int | tuple[int, int], energy: str, threshold: float, top: int = 5,
-    use_whole_image: bool = False,
+    use_whole_image: bool = False, pipeline: str = "none",
 ) -> tuple[np.ndarray, list[GalleryMatch], list[str]]:
     """Gallery mode: one probe photo against named photos of known people, best first.
 
@@ -316,11 +330,16 @@ def search_gallery(
 
     aspect = _aspect(image_size)
 
+    aligned = parse_pipeline(pipeline).align
+
     def crop_of(data: bytes, name: str) -> Image.Image:
         image = load_photo(data)
-        if use_whole_image:
+        box = None if use_whole_image else choose_face(detect_faces(image), 0, photo=name)
+        if aligned:  # the run's pipeline; the "crop" is the network input, as a picture
+            tensor = face_input(image, box, pipeline, channels, image_size)
+            return Image.fromarray(tensor_to_display(tensor))
+        if box is None:
             return whole_image_crop(image, aspect)
-        box = choose_face(detect_faces(image), 0, photo=name)
         return crop_face(image, box, aspect=aspect)
 
     try:
@@ -589,6 +608,7 @@ def run_cli(args: argparse.Namespace) -> int:
                 photo_a, photo_b, embedder_for_run(run), channels=channels,
                 image_size=image_size, energy=run.config.energy, threshold=threshold,
                 face_choice=faces, use_whole_image=args.whole_image, reference=args.reference,
+                pipeline=run.config.pipeline,
             )
             out = {"run": run.id, "far": None if args.threshold is not None else args.far,
                    "threshold_source": source, **result.to_dict()}

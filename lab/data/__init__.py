@@ -169,6 +169,8 @@ _EXTRA_OPTIONS = {
 
 def load_for_config(config) -> FaceSet:
     """The FaceSet a RunConfig asks for (lab.config.RunConfig fields mapped to options)."""
+    if getattr(config, "pipeline", "none") != "none":
+        return _load_through_pipeline(config)
     options: dict[str, Any] = {}
     if config.dataset == "synthetic":
         options.update(num_identities=config.num_identities,
@@ -182,6 +184,31 @@ def load_for_config(config) -> FaceSet:
             options[key] = extra[key]
     return load_dataset(config.dataset, image_size=config.image_size, seed=config.data_seed,
                         **options)
+
+
+def _load_through_pipeline(config) -> FaceSet:
+    """A photo dataset through the run's face pipeline (lab.data.aligned, cached)."""
+    from lab.data.aligned import load_through_pipeline
+    from lab.data.folder import ATT_SOURCE, FOLDER_SOURCE
+
+    extra = getattr(config, "extra", None) or {}
+    if config.dataset == "att":
+        data_dir = config.data_dir or att_dir()
+        if data_dir is None:
+            load_dataset("att")  # raises the usual "no ORL folder" message
+        return load_through_pipeline(data_dir, pipeline=config.pipeline,
+                                     image_size=config.image_size, channels=1,
+                                     data_source=ATT_SOURCE)
+    if config.dataset == "folder":
+        if config.data_dir is None:
+            raise DatasetError("folder dataset: give data_dir, a folder (or .zip) with one "
+                               "sub-folder of images per identity")
+        return load_through_pipeline(config.data_dir, pipeline=config.pipeline,
+                                     image_size=config.image_size,
+                                     channels=extra.get("channels"), data_source=FOLDER_SOURCE)
+    raise DatasetError(f"the face pipeline {config.pipeline!r} needs photos (the 'att' or "
+                       f"'folder' dataset); {config.dataset!r} images are used whole: choose "
+                       "pipeline 'none'")
 
 
 DATASET_NAMES = ("synthetic", "digits", "att", "olivetti", "mnist", "fashion-mnist", "lfw",
