@@ -37,6 +37,7 @@ import torch
 
 from lab.config import RunConfig
 from lab.evaluate import Verification, embed, evaluate_embeddings
+from lab.lighting import light_batch
 
 PROBE_CAP = 600  # probe images (val + test identities) embedded at every report
 SEEN_IDENTITIES = 8  # training identities also drawn on the maps (filled markers)
@@ -337,6 +338,8 @@ class Trainer:
                 if c.augment:
                     images = augment_batch(images, self.generator, self.augment_scale,
                                            self.augment_brightness)
+                if c.lighting:  # lab.lighting: directional light, gamma, contrast, shadow
+                    images = light_batch(images, self.generator)
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
                     embeddings = self.model(images)
                 output = self.criterion(embeddings.float(), labels, generator=self.generator)
