@@ -19,6 +19,7 @@ from lab.views import (
     sweep_rows,
     verification_at,
 )
+from ui.reports import run_report_button
 
 BASELINES = {"pixels": "Raw pixels", "eigenfaces": "Eigenfaces (PCA)",
              "fisherfaces": "Fisherfaces (LDA)"}
@@ -87,6 +88,8 @@ with compare_tab:
         differences = config_differences([i.config for i in chosen])
         if differences:
             st.caption("These runs differ in: " + ", ".join(differences))
+        run_report_button(store, [i.id for i in chosen], key="report-compare",
+                          label="⬇ Report of these runs (HTML)")
 
 with sweep_tab:
     st.markdown("Train one loss at several margins and plot the test EER against the margin: "

@@ -21,8 +21,10 @@ from lab.lessons import (
     measure_run,
 )
 from lab.losses import LOSSES
+from lab.report import lesson_report
 from lab.runs import RunError
 from lab.urlstate import config_to_query
+from ui.reports import report_button
 
 st.title("🎓 Lessons")
 presenter = ui.presenter()
@@ -281,5 +283,8 @@ if result is None and not running:
 if result is not None:
     st.subheader("What the app measured")
     show_result(result)
+    report_button("⬇ Report of this lesson (HTML)", lambda: lesson_report(
+        lesson, result, [ui.run_store().load(v.run_id) for v in result.variants if v.run_id]),
+        f"lesson-{lesson.key}.html", key=f"report-lesson-{lesson.key}")
 elif not running:
     st.info("Press **Run this lesson** to train the variants and measure the claim.")

@@ -12,6 +12,7 @@ from lab.runs import RunError
 from lab.urlstate import config_from_query, config_to_query
 from lab.views import runs_table
 from ui.live import live_view
+from ui.reports import run_report_button
 
 LR_CHOICES = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 10.0)
 SIZE_CHOICES = (16, 24, 32, 48, 64, 96)
@@ -238,7 +239,7 @@ if show_controls:
                                    "epochs", "EER %", "AUC", "rank-1 %", "train s", "message"))
         chosen = st.selectbox("Run", infos, format_func=lambda i: f"{i.name} ({i.id})",
                               key="table_run")
-        rename_col, export_col, delete_col = st.columns([2, 1, 1])
+        rename_col, export_col, report_col, delete_col = st.columns([2, 1, 1, 1])
         with rename_col:
             new_name = st.text_input("New name", value=chosen.name, max_chars=80,
                                      key=f"rename-{chosen.id}")
@@ -254,6 +255,8 @@ if show_controls:
                                    f"{chosen.id}.zip", "application/zip")
             except RunError as error:
                 st.caption(f"Cannot export: {error}")
+        with report_col:
+            run_report_button(store, [chosen.id], key=f"report-{chosen.id}")
         with delete_col:
             busy = job is not None and job.active and job.run_id == chosen.id
             if st.button("Delete", disabled=busy, help="Delete this run's folder for good."):

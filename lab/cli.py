@@ -30,6 +30,7 @@ CHOICES = {
 # module of the command being run is imported (all of them for --help), so a slow import (umap,
 # opencv) never delays `python -m lab train`.
 PLUGINS = {"data": "lab.data.cli", "bench": "lab.bench", "project": "lab.project",
+           "report": "lab.report",
            "faces": "lab.faces", "reference": "lab.reference", "verify": "lab.verify"}
 
 
