@@ -102,12 +102,15 @@ class EpochReport:
     elapsed: float = 0.0  # seconds since fit() started
     metrics: dict | None = None  # the final evaluation, on the last report only
     seen_embeddings: np.ndarray | None = None  # [S, D] of a few training identities' images
+    health: dict = field(default_factory=dict)  # lab.health.epoch_statistics, set by train_run
+    changes: dict = field(default_factory=dict)  # settings changed before this report's epochs
 
     def record(self) -> dict:
         """The JSON-ready part (no embeddings), one line of history.jsonl."""
         return {k: getattr(self, k) for k in (
             "epoch", "epochs", "step", "loss", "seconds", "images_per_second",
-            "active_fraction", "mean_genuine", "mean_impostor", "status", "message", "elapsed")}
+            "active_fraction", "mean_genuine", "mean_impostor", "status", "message", "elapsed",
+            "health", "changes")}
 
 
 @dataclass
@@ -263,6 +266,7 @@ class Trainer:
         self.verification: Verification | None = None
         self.val_verification: Verification | None = None
         self.metrics: dict | None = None
+        self.health_records: list[dict] = []  # history as train_run records it (lab.health)
         self._snapshot = self._state()
 
     # -- control -----------------------------------------------------------------------------
@@ -547,6 +551,20 @@ def warm_up(device: torch.device | None = None) -> float:
     return time.perf_counter() - start
 
 
+def _add_health(trainer: Trainer, report: EpochReport) -> None:
+    """The health monitor's statistics of this report (lab.health), between epochs, from the
+    embeddings the report already holds; the final evaluation gets the findings."""
+    from lab import health
+
+    report.health = health.epoch_statistics(
+        trainer.config, report.probe_embeddings, trainer.probe_labels.numpy(),
+        trainer.probe_is_test.numpy(), report.seen_embeddings, trainer.seen_labels.numpy())
+    trainer.health_records.append(report.record())
+    if report.metrics is not None:
+        report.metrics["health"] = [f.to_dict() for f in
+                                    health.diagnose(trainer.health_records, trainer.config)]
+
+
 def train_run(config: RunConfig, store=None, faceset=None, name: str | None = None,
               on_report=None, on_start=None, **trainer_options):
     """Train and save into a RunStore: history, probes and weights at every epoch, metrics at
@@ -591,6 +609,7 @@ def train_run(config: RunConfig, store=None, faceset=None, name: str | None = No
 
     try:
         for report in trainer.fit():
+            _add_health(trainer, report)
             if report.probe_embeddings is not None:
                 probes.append(report.probe_embeddings)
                 seen.append(report.seen_embeddings)

@@ -9,6 +9,7 @@ import ui
 from lab import plots
 from lab.energy import energy_bound
 from lab.views import eta_seconds, live_map, pair_energies, verification_of
+from ui.health import health_banner
 
 
 def _final_curves(job, config):
@@ -82,6 +83,7 @@ def live_view(job, config, presenter: bool = False) -> None:
             st.error(job.message)
         elif job.status == "stopped":
             st.warning(f"Stopped: what was learnt is kept. {latest.message}".strip())
+        health_banner(reports, job.config)
         metrics = st.columns(4)
         metrics[0].metric("Loss", f"{latest.loss:.4f}")
         metrics[1].metric("Active pairs/triplets", f"{100 * latest.active_fraction:.0f}%")

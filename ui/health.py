@@ -1,0 +1,23 @@
+"""The health monitor's banner on the Train page (the diagnosis itself is lab.health)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from lab.health import diagnose
+
+ICONS = {"diverged": "💥", "collapse": "🕳️", "stuck": "🧱", "no_active": "💤",
+         "exploding": "📈", "overfitting": "🎯"}
+
+
+def health_banner(reports, config) -> list:
+    """One line per finding of the run so far (lab.health.diagnose), with its fix; returns them.
+
+    Divergence already has its own red box on the page, so it is not repeated here."""
+    findings = diagnose([r.record() for r in reports], config)
+    for finding in findings:
+        if finding.kind == "diverged":
+            continue
+        st.warning(f"**{finding.message}** Likely fix: {finding.fix}.",
+                   icon=ICONS.get(finding.kind, "⚠️"))
+    return findings
