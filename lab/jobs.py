@@ -123,6 +123,7 @@ class TrainingJob:
     name: str | None = None
     limiter: TrainingLimiter | None = None
     start_paused: bool = False
+    time_budget: float | None = None  # seconds of training (a class challenge sets one)
     clock: Callable[[], float] = time.monotonic
     status: str = "queued"
     message: str = ""
@@ -270,7 +271,8 @@ class TrainingJob:
         the data again (otherwise the device would hold both copies)."""
         try:
             run, _ = train_run(self.config, store=self.store, name=self.name,
-                               on_report=self._on_report, on_start=self._on_start)
+                               on_report=self._on_report, on_start=self._on_start,
+                               time_budget=self.time_budget)
             return run
         except Exception as error:
             smaller = max(2, self.config.p_identities // 2)
@@ -289,7 +291,8 @@ class TrainingJob:
         with self._lock:
             self.reports.clear()
         run, _ = train_run(self.config, store=self.store, name=self.name,
-                           on_report=self._on_report, on_start=self._on_start)
+                           on_report=self._on_report, on_start=self._on_start,
+                           time_budget=self.time_budget)
         return run
 
     def _forget_failed_attempt(self) -> None:

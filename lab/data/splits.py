@@ -85,8 +85,32 @@ def fitted_sizes(num_identities: int, n_val: int, n_test: int) -> tuple[int, int
     return max(val, 0), test
 
 
+def held_out_identities(config, num_identities: int) -> list[int]:
+    """The identities a class challenge keeps hidden (``config.extra["holdout"]`` = {"seed",
+    "count"}): drawn from their own seed, before any split, so no run of the challenge trains,
+    tunes or draws on them; the challenge scores its runs on them (lab.challenge). [] when the
+    config has no holdout."""
+    holdout = (getattr(config, "extra", None) or {}).get("holdout")
+    if not holdout:
+        return []
+    count, seed = int(holdout["count"]), int(holdout["seed"])
+    if not 2 <= count <= num_identities - MIN_TRAIN_IDENTITIES - 2:
+        raise DatasetError(f"cannot hide {count} of {num_identities} identities and still train "
+                           "and validate on the others")
+    order = np.random.default_rng(seed).permutation(num_identities)
+    return sorted(map(int, order[:count]))
+
+
 def split_for_config(config, num_identities: int) -> IdentitySplit:
-    """The split a RunConfig asks for: one seeded split, or fold config.fold of config.folds."""
+    """The split a RunConfig asks for: one seeded split, or fold config.fold of config.folds,
+    over the identities that are not held out (see held_out_identities)."""
+    hidden = held_out_identities(config, num_identities)
+    if hidden:
+        visible = [k for k in range(num_identities) if k not in set(hidden)]
+        inner = split_for_config(config.replace(extra={k: v for k, v in config.extra.items()
+                                                       if k != "holdout"}), len(visible))
+        return IdentitySplit(*([visible[k] for k in part]
+                               for part in (inner.train, inner.val, inner.test)))
     n_val, n_test = fitted_sizes(num_identities, config.val_identities, config.test_identities)
     seed = config.data_seed
     if config.fold is None:
