@@ -18,7 +18,8 @@ process-CPU seconds, the load average before and after, and the machine and libr
 - ``dashboard``: the default lesson from pressing Run to loss curve + embedding map + histograms +
   ROC on screen, in parts: data, train, embed, evaluate, project (PCA live map every epoch, the
   first UMAP map after warm-up), figures (the plotly figures the Train page builds).
-- ``train``: images/s and s/epoch of each network x loss x miner at the default batch.
+- ``train``: FLOPs, peak, fraction of peak, images/s, profile; old vs new path (lab.bench_train).
+- ``train-grid``: images/s and s/epoch of each network x loss x miner at the default batch.
 - ``umap``: first map in a new process (with and without numba's on-disk cache, in subprocesses),
   the first map in the app's own order of events (warm-up thread at the first page view, Run at
   once, then the run's map), warm UMAP / PCA / t-SNE maps of 500, 2,000 and 10,000 points
@@ -533,7 +534,7 @@ def train_speed(config: RunConfig, faceset, repeats: int) -> dict:
             "cpu_s_total": round(time.process_time() - cpu, 3), "status": trainer.status}
 
 
-@register("train", "images/s and s/epoch of each network x loss x miner", _train_arguments)
+@register("train-grid", "images/s and s/epoch of each network x loss x miner", _train_arguments)
 def train(args: argparse.Namespace) -> dict:
     from lab.data import load_for_config
     from lab.losses import LOSSES
@@ -879,3 +880,6 @@ def _runner(bench: Bench):
             print(text)
         return 0
     return run
+
+
+from lab import bench_train  # noqa: E402,F401  (registers "train")

@@ -104,13 +104,15 @@ class EpochReport:
     seen_embeddings: np.ndarray | None = None  # [S, D] of a few training identities' images
     health: dict = field(default_factory=dict)  # lab.health.epoch_statistics, set by train_run
     changes: dict = field(default_factory=dict)  # settings changed before this report's epochs
+    train_path: str = ""  # how the steps were computed (lab.train_path), e.g. "fast"
+    threads: int | None = None  # CPU threads the training ran on (None on a GPU)
 
     def record(self) -> dict:
         """The JSON-ready part (no embeddings), one line of history.jsonl."""
         return {k: getattr(self, k) for k in (
             "epoch", "epochs", "step", "loss", "seconds", "images_per_second",
             "active_fraction", "mean_genuine", "mean_impostor", "status", "message", "elapsed",
-            "health", "changes")}
+            "health", "changes", "train_path", "threads")}
 
 
 @dataclass
@@ -186,8 +188,11 @@ class Trainer:
         from lab.data.splits import split_for_config
         from lab.losses import build_criterion
         from lab.models import build_model
+        from lab.train_path import path_for_config
 
         self.config = config
+        self.path = path_for_config(config)  # how steps are computed, never what is learnt
+        self.threads: int | None = None
         self.time_budget = time_budget
         self.report_every = report_every
         self.record_probes = probes
@@ -244,12 +249,15 @@ class Trainer:
                 self.device, memory_format=self.memory_format)
             self.criterion = build_criterion(config, self.num_classes).to(self.device)
         params = list(self.model.parameters()) + list(self.criterion.parameters())
+        # The fused optimiser: one kernel for all parameters instead of a dozen per tensor.
+        fused = {"fused": True} if self.path.fused_optimizer and self.device.type in (
+            "cpu", "cuda") else {}
         if config.optimizer == "sgd":
             self.optimizer: torch.optim.Optimizer = torch.optim.SGD(
-                params, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
+                params, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay, **fused)
         elif config.optimizer == "adam":
             self.optimizer = torch.optim.Adam(params, lr=config.lr,
-                                              weight_decay=config.weight_decay)
+                                              weight_decay=config.weight_decay, **fused)
         else:
             raise ValueError(f"unknown optimizer {config.optimizer!r}: choose adam or sgd")
         self.generator = torch.Generator(device="cpu").manual_seed(config.seed)
@@ -321,11 +329,21 @@ class Trainer:
     # -- training ----------------------------------------------------------------------------
     def fit(self) -> Iterator[EpochReport]:
         """Train, yielding a report per epoch (and every ``report_every`` steps)."""
+        from lab.train_path import active_training
+
+        with active_training():  # the thread policy shares the cores among running trainings
+            yield from self._fit()
+
+    def _fit(self) -> Iterator[EpochReport]:
+        from lab.train_path import augment_batch_grid, threads_for
+
         c = self.config
         use_amp = self.device.type == "cuda"
         check_each_step = self.device.type == "cpu"
+        augment = augment_batch_grid if self.path.batch_augment else augment_batch
         if self.device.type == "cpu":
-            torch.set_num_threads(training_threads())  # per calling thread for OpenMP
+            self.threads = threads_for(self.path)
+            torch.set_num_threads(self.threads)  # per calling thread for OpenMP
         start = time.perf_counter()
         last_report = start
         acc = _Accumulator(self.device)
@@ -340,8 +358,8 @@ class Trainer:
                 index = batches[k % len(batches)].to(self.device)
                 images, labels = self.train_images[index], self.train_labels[index]
                 if c.augment:
-                    images = augment_batch(images, self.generator, self.augment_scale,
-                                           self.augment_brightness)
+                    images = augment(images, self.generator, self.augment_scale,
+                                     self.augment_brightness)
                 if c.lighting:  # lab.lighting: directional light, gamma, contrast, shadow
                     images = light_batch(images, self.generator)
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
@@ -412,7 +430,8 @@ class Trainer:
             images_per_second=acc.images / seconds if seconds > 0 else 0.0,
             active_fraction=active, mean_genuine=genuine, mean_impostor=impostor,
             probe_embeddings=self._probe_embeddings(), elapsed=now - start,
-            seen_embeddings=self._seen_embeddings())
+            seen_embeddings=self._seen_embeddings(), train_path=self.path.describe(),
+            threads=self.threads)
 
     def _diverged(self, epoch: int, step: int, total_steps: int, loss: torch.Tensor | None,
                   acc: _Accumulator, start: float, last: float) -> EpochReport:

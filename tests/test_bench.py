@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from lab import bench, cli
+from lab import bench, bench_train, cli
 
 CHROMIUM = os.environ.get("METRIC_LAB_CHROMIUM", "/usr/bin/chromium")
 
@@ -26,7 +26,7 @@ def run_bench(tmp_path, *args) -> dict:
 
 
 def test_registry_has_every_bench():
-    assert {"accuracy", "dashboard", "train", "umap", "sweep", "verify",
+    assert {"accuracy", "dashboard", "train", "train-grid", "umap", "sweep", "verify",
             "memory"} <= set(bench.BENCHES)
 
 
@@ -47,8 +47,8 @@ def test_dashboard_quick(tmp_path):
     assert result["first_run"]["total_wall_s"] > 0
 
 
-def test_train_quick(tmp_path):
-    result = run_bench(tmp_path, "train", "--quick", "--networks", "linear", "--losses",
+def test_train_grid_quick(tmp_path):
+    result = run_bench(tmp_path, "train-grid", "--quick", "--networks", "linear", "--losses",
                        "contrastive", "arcface")
     rows = result["rows"]
     assert [(r["network"], r["loss"], r["miner"]) for r in rows] == [
@@ -101,3 +101,27 @@ def test_the_lab_library_knows_nothing_of_streamlit():
     offenders = [str(p) for p in lab.rglob("*.py")
                  if re.search(r"^\s*(import|from)\s+streamlit\b", p.read_text(), re.M)]
     assert offenders == []
+
+
+def test_train_quick_old_and_new_path(tmp_path):
+    result = run_bench(tmp_path, "train", "--quick", "--profile-steps", "2")
+    assert len(result["rows"]) == 2
+    for row in result["rows"]:
+        assert set(row["paths"]) == {"old", "new"}
+        assert row["paths"]["old"]["train_path"] == "baseline"
+        assert row["paths"]["new"]["train_path"] == "fast"
+        for path in row["paths"].values():
+            assert path["images_per_s"] > 0 and path["fraction_of_matmul_peak"] > 0
+        assert set(row["profile"]["new"]["ms_per_step"]) == set(bench_train.CATEGORIES)
+    assert all(peak["matmul_gflops"] > 0 for peak in result["peaks"].values())
+
+
+def test_step_flops_of_the_linear_metric():
+    """One step of the linear metric E = ||Wx - Wy||: the forward x Wᵀ is 2·N·F·D FLOPs and the
+    backward needs only the weight's gradient (2·N·F·D); the contrastive loss adds no matmul."""
+    from lab.data import load_for_config
+
+    config = bench._quick_config(network="linear")
+    faceset = load_for_config(config)
+    n, features = config.p_identities * config.k_images, 3 * 16 * 16
+    assert bench_train.step_flops(config, faceset) == 4 * n * features * config.embedding_dim
