@@ -6,6 +6,7 @@ import streamlit as st
 
 import ui
 from lab import config as cfg
+from lab import fields
 from lab.jobs import TrainingJob
 from lab.losses import LOSSES
 from lab.runs import RunError
@@ -14,9 +15,6 @@ from lab.views import runs_table
 from ui.live import live_view
 from ui.reports import run_report_button
 
-LR_CHOICES = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 10.0)
-SIZE_CHOICES = (16, 24, 32, 48, 64, 96)
-EMBEDDING_CHOICES = (2, 4, 8, 16, 32, 64, 128, 256)
 DATASET_TITLES = {
     "synthetic": "Synthetic faces (offline)", "digits": "Digits 8×8 (offline)",
     "att": "AT&T / ORL faces (Chopra 2005)", "olivetti": "Olivetti faces (download)",
@@ -25,24 +23,6 @@ DATASET_TITLES = {
 }
 # Identities each fixed dataset has, so the split sliders never ask for more than there are.
 IDENTITY_COUNTS = {"digits": 10, "mnist": 10, "fashion-mnist": 10, "att": 40, "olivetti": 40}
-HELP = {
-    "network": "linear = a learned Mahalanobis metric (M = WᵀW); mlp; cnn = Chopra-style "
-               "LeNet; resnet = a small ResNet.",
-    "embedding_dim": "Size of the embedding G_W(X) the energy is measured in.",
-    "normalize": "Put every embedding on the unit sphere (FaceNet).",
-    "epochs": "Passes over the training identities.",
-    "lr": "Adam's step size. 10 makes most runs diverge: a lesson in itself.",
-    "p_identities": "P identities per batch (P × K batches give every anchor a genuine pair).",
-    "k_images": "K images of each identity per batch.",
-    "seed": "Fixes the initial weights, the batches and, unless People seed is set, which people "
-            "are train, validation and test.",
-    "split_seed": "Which people are train, validation and test (empty: follow Seed). Keep it and "
-                  "change Seed to retrain the same people from other initial weights: how much "
-                  "of a result is luck?",
-    "augment": "Small crops, flips and brightness changes of the training faces.",
-    "flip_average": "Embed each face and its mirror image and average the two: the metric then "
-                    "ignores which way a face looks (faces only; digits are not symmetric).",
-}
 
 st.title("🏋️ Train")
 show_controls = not ui.presenter()
@@ -59,10 +39,33 @@ for name, value in st.session_state[ui.CONFIG_KEY].to_dict().items():
     st.session_state.setdefault(f"cfg_{name}", value)
 
 
-def widget(name: str, kind, label: str, *args, **kwargs):
-    """A control bound to RunConfig field ``name`` (its value lives in session_state)."""
-    return kind(label, *args, key=f"cfg_{name}", help=kwargs.pop("help", HELP.get(name)),
-                **kwargs)
+def widget(name: str, kind, label: str, **kwargs):
+    """A control bound to RunConfig field ``name`` (its value lives in session_state), its
+    range, options and help from lab.fields: a slider's range is widened to hold any allowed
+    value a link or a lesson carries, so no allowed config can make the widget raise."""
+    spec = fields.FIELDS[name]
+    value = st.session_state.get(f"cfg_{name}")
+    if kind is st.slider:
+        low, high, step = spec.slider(value, st.session_state.get("cfg_loss"))
+        low, high = kwargs.pop("min_value", low), max(kwargs.pop("max_value", high), low)
+        if value is not None and not low <= value <= high:
+            st.session_state[f"cfg_{name}"] = value = min(max(value, low), high)
+        kwargs.update(min_value=low, max_value=high, step=step)
+    elif kind is st.select_slider:
+        kwargs["options"] = spec.options_for(value)
+    elif kind is st.number_input:
+        kwargs.setdefault("min_value", spec.low if spec.kind == "float" else int(spec.low))
+        kwargs.setdefault("max_value", spec.high if spec.kind == "float" else int(spec.high))
+    elif kind is st.selectbox:
+        kwargs.setdefault("options", spec.choices)
+    return kind(label, key=f"cfg_{name}", help=kwargs.pop("help", None) or spec.help, **kwargs)
+
+
+def apply_loss_defaults() -> None:
+    """A new loss brings its own energy and margin (lab.fields.LOSS_DEFAULTS), as in the CLI,
+    the URL and RunConfig: ArcFace never trains with the contrastive m = 1."""
+    for name, value in fields.loss_defaults(st.session_state["cfg_loss"]).items():
+        st.session_state[f"cfg_{name}"] = value
 
 
 def fit_split_to_dataset() -> None:
@@ -77,68 +80,80 @@ def fit_split_to_dataset() -> None:
 
 def controls() -> None:
     st.subheader("Data")
-    widget("dataset", st.selectbox, "Dataset", options=cfg.DATASETS,
+    widget("dataset", st.selectbox, "Dataset",
            format_func=lambda name: DATASET_TITLES.get(name, name),
            on_change=fit_split_to_dataset)
     dataset = st.session_state["cfg_dataset"]
     if dataset == "synthetic":
-        widget("num_identities", st.slider, "Identities", 10, 200, step=5,
-               help="How many different synthetic people.")
-        widget("images_per_identity", st.slider, "Images per identity", 2, 50)
-        widget("difficulty", st.slider, "Difficulty", 0.0, 2.0, step=0.25,
-               help="Nuisance: pose, lighting, expression, glasses and noise.")
+        widget("num_identities", st.slider, "Identities")
+        widget("images_per_identity", st.slider, "Images per identity")
+        widget("difficulty", st.slider, "Difficulty")
     if dataset not in ("digits",):
-        widget("image_size", st.select_slider, "Image size (pixels)", options=SIZE_CHOICES)
+        widget("image_size", st.select_slider, "Image size (pixels)")
     count = IDENTITY_COUNTS.get(dataset)
-    most = 40 if count is None else count - st.session_state["cfg_val_identities"] - 2
-    st.session_state["cfg_test_identities"] = min(st.session_state["cfg_test_identities"], most)
-    widget("test_identities", st.slider, "Unseen test identities", 2, most,
-           help="People never seen in training, on whom the ROC is measured.")
+    if count is None:
+        widget("test_identities", st.slider, "Unseen test identities")
+    else:  # a fixed dataset: leave at least 2 validation and 2 training people
+        widget("test_identities", st.slider, "Unseen test identities",
+               max_value=max(2, count - 2 - min(st.session_state["cfg_val_identities"],
+                                                count - 4)))
     st.subheader("Network")
-    widget("network", st.selectbox, "Network", options=cfg.NETWORKS)
-    widget("embedding_dim", st.select_slider, "Embedding size", options=EMBEDDING_CHOICES)
+    widget("network", st.selectbox, "Network")
+    widget("embedding_dim", st.select_slider, "Embedding size")
     widget("normalize", st.checkbox, "L2-normalise embeddings")
     st.subheader("Loss")
-    widget("loss", st.selectbox, "Loss", options=cfg.LOSSES,
-           format_func=lambda name: LOSSES[name].title)
+    widget("loss", st.selectbox, "Loss", format_func=lambda name: LOSSES[name].title,
+           on_change=apply_loss_defaults)
     spec = LOSSES[st.session_state["cfg_loss"]]
-    if "energy" in spec.params:
-        widget("energy", st.selectbox, "Energy E", options=cfg.ENERGIES,
-               help=spec.param_help["energy"])
-    if "margin" in spec.params:
-        widget("margin", st.slider, "Margin", 0.0, 4.0 if spec.kind != "classifier" else 1.5,
-               step=0.05, help=spec.param_help["margin"])
+    # Every input the run reads is shown: the energy scores the test pairs of every loss, and
+    # the semi-hard miner of Chopra's and the naive loss reads the margin as its window.
+    widget("energy", st.selectbox, "Energy E" if "energy" in spec.params else
+           "Energy E (scores the test pairs)", help=spec.param_help.get("energy"))
+    miner = st.session_state["cfg_miner"] if "miner" in spec.params else "all"
+    if fields.uses_margin(spec.name, miner):
+        widget("margin", st.slider, "Margin" if "margin" in spec.params else
+               "Semi-hard window m", help=spec.param_help.get("margin"))
     if "scale" in spec.params:
-        widget("scale", st.slider, "Scale s", 1.0, 64.0, step=1.0, help=spec.param_help["scale"])
+        widget("scale", st.slider, "Scale s", help=spec.param_help["scale"])
     if "chopra_q" in spec.params:
-        widget("chopra_q", st.number_input, "Q (empty = automatic bound)", min_value=0.01,
-               max_value=1000.0, help=spec.param_help["chopra_q"])
+        widget("chopra_q", st.number_input, "Q (empty = automatic bound)",
+               help=spec.param_help["chopra_q"])
     if "miner" in spec.params:
-        widget("miner", st.selectbox, "Mining", options=cfg.MINERS, help=spec.param_help["miner"])
+        widget("miner", st.selectbox, "Mining", help=spec.param_help["miner"])
     st.subheader("Optimisation")
-    widget("epochs", st.slider, "Epochs", 1, 100)
-    widget("lr", st.select_slider, "Learning rate", options=LR_CHOICES)
+    widget("epochs", st.slider, "Epochs")
+    widget("lr", st.select_slider, "Learning rate")
     left, right = st.columns(2)
     with left:
-        widget("p_identities", st.number_input, "P identities", min_value=2, max_value=64)
+        widget("p_identities", st.number_input, "P identities")
     with right:
-        widget("k_images", st.number_input, "K images", min_value=2, max_value=32)
+        widget("k_images", st.number_input, "K images")
     left, right = st.columns(2)
     with left:
-        widget("seed", st.number_input, "Seed", min_value=0, max_value=2**31 - 1)
+        widget("seed", st.number_input, "Seed")
     with right:
-        widget("split_seed", st.number_input, "People seed", min_value=0,
-               max_value=2**31 - 1)
+        widget("split_seed", st.number_input, "People seed")
     widget("augment", st.checkbox, "Augment faces")
     widget("flip_average", st.checkbox, "Average with the mirror image")
+    with st.expander("More settings (optimiser, validation people, steps, folds, face "
+                     "pipeline, device)"):
+        widget("optimizer", st.selectbox, "Optimiser")
+        widget("weight_decay", st.number_input, "Weight decay", format="%g", step=1e-4)
+        widget("val_identities", st.slider, "Validation identities")
+        widget("steps_per_epoch", st.number_input, "Steps per epoch (empty = one pass)")
+        left, right = st.columns(2)
+        with left:
+            widget("fold", st.number_input, "Fold (empty = one split)")
+        with right:
+            widget("folds", st.slider, "Folds")
+        widget("pipeline", st.selectbox, "Face pipeline")
+        widget("lighting", st.checkbox, "Lighting augmentation")
+        widget("device", st.selectbox, "Device")
 
 
 def current_config() -> cfg.RunConfig:
     values = {k[4:]: v for k, v in st.session_state.items() if k.startswith("cfg_")}
-    config = cfg.RunConfig.from_dict(values)
-    if config.lr not in LR_CHOICES:
-        config = config.replace(lr=min(LR_CHOICES, key=lambda lr: abs(lr - config.lr)))
-    return config
+    return cfg.RunConfig.from_dict(values)
 
 
 if show_controls:

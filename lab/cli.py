@@ -17,15 +17,9 @@ import sys
 import time
 from typing import Any
 
-from lab import config as config_module
-from lab.config import RunConfig
+from lab.config import RunConfig, problems
+from lab.fields import CHOICES, FIELDS, LOSS_DEFAULTS
 
-CHOICES = {
-    "dataset": config_module.DATASETS, "network": config_module.NETWORKS,
-    "energy": config_module.ENERGIES, "loss": config_module.LOSSES,
-    "miner": config_module.MINERS, "optimizer": config_module.OPTIMIZERS,
-    "device": config_module.DEVICES,
-}
 # Subcommands that other modules add with add_parser(subparsers): command -> module. Only the
 # module of the command being run is imported (all of them for --help), so a slow import (umap,
 # opencv) never delays `python -m lab train`.
@@ -68,7 +62,12 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
                                help="extra option, e.g. width=64 (network width); repeatable")
             continue
         text = str(f.type)
-        helptext = f"default: {default}"
+        spec = FIELDS[f.name]
+        if f.name in ("energy", "margin"):
+            default = "the loss's own (" + ", ".join(
+                f"{loss} {values[f.name]}" for loss, values in LOSS_DEFAULTS.items()) + ")"
+        helptext = f"{spec.help} Allowed: {spec.describe()}; default: {default}".replace("%",
+                                                                                      "%%")
         if "bool" in text:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
                                help=helptext)
@@ -86,16 +85,14 @@ def config_from_args(args: argparse.Namespace, base: RunConfig | None = None) ->
              if getattr(args, f.name, None) is not None}
     if "extra" in given:
         given["extra"] = {**base.extra, **dict(given["extra"])}
-    if "loss" in given:
-        try:
-            from lab.losses import LOSSES
-
-            spec = LOSSES[given["loss"]]
-            given.setdefault("energy", spec.default_energy)
-            given.setdefault("margin", spec.default_margin)
-        except (ImportError, KeyError):
-            pass
-    return base.replace(**given)
+    if "loss" in given:  # the loss's own energy and margin unless given (lab.fields)
+        given.setdefault("energy", None)
+        given.setdefault("margin", None)
+    config = base.replace(**given)
+    wrong = problems(config)
+    if wrong:
+        raise ValueError(" ".join(wrong))
+    return config
 
 
 class ProgressBar:

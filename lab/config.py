@@ -12,14 +12,20 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-DATASETS = ("synthetic", "digits", "att", "olivetti", "mnist", "fashion-mnist", "lfw", "folder")
-NETWORKS = ("linear", "mlp", "cnn", "resnet")
-ENERGIES = ("l1", "l2", "sqeuclidean", "cosine")
-LOSSES = ("contrastive", "chopra", "naive", "triplet", "arcface", "cosface", "softmax")
-MINERS = ("all", "random", "semihard", "batchhard")
-OPTIMIZERS = ("adam", "sgd")
-DEVICES = ("auto", "cpu", "cuda", "mps")
-PIPELINES = ("none", "aligned", "aligned+hist", "aligned+clahe", "aligned+tantriggs")
+from lab.fields import (  # noqa: F401  (the choices are re-exported: lab.config.LOSSES ...)
+    CHOICES,
+    DATASETS,
+    DEVICES,
+    ENERGIES,
+    LOSSES,
+    MINERS,
+    NETWORKS,
+    OPTIMIZERS,
+    PIPELINES,
+    RANGES,
+    loss_defaults,
+    problems_of,
+)
 
 
 @dataclass(frozen=True)
@@ -45,9 +51,12 @@ class RunConfig:
     embedding_dim: int = 32
     normalize: bool = True  # L2-normalise embeddings (FaceNet)
     # energy and loss
-    energy: str = "l2"
+    # energy and margin: None = the loss's own (lab.fields.LOSS_DEFAULTS), so RunConfig(loss=
+    # "arcface") trains with m = 0.5 rad on the cosine energy, as the CLI, the URL and the Train
+    # page do. They are filled in at construction and are never None afterwards.
+    energy: str | None = None
     loss: str = "contrastive"
-    margin: float = 1.0  # contrastive m, triplet alpha, ArcFace/CosFace angular/cosine margin
+    margin: float | None = None  # contrastive m, triplet alpha, ArcFace/CosFace margin
     scale: float = 16.0  # ArcFace / CosFace s
     chopra_q: float | None = None  # Chopra Q; None = the bound implied by the energy (see losses)
     miner: str = "all"
@@ -71,6 +80,11 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=True)
+
+    def __post_init__(self) -> None:
+        for name, value in loss_defaults(self.loss).items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
 
     @property
     def data_seed(self) -> int:
@@ -98,55 +112,13 @@ class RunConfig:
         return dataclasses.replace(self, **changes)
 
 
-# Allowed values, checked at every boundary (URL, CLI, imported run): field -> choices or range.
-CHOICES: dict[str, tuple[str, ...]] = {
-    "dataset": DATASETS, "network": NETWORKS, "energy": ENERGIES, "loss": LOSSES,
-    "miner": MINERS, "optimizer": OPTIMIZERS, "device": DEVICES, "pipeline": PIPELINES,
-}
-
-
-def _ranges() -> dict[str, tuple[float, float]]:
-    from lab import limits
-
-    return {
-        "num_identities": (limits.MIN_IDENTITIES, limits.MAX_IDENTITIES),
-        "images_per_identity": (2, limits.MAX_IMAGES_PER_IDENTITY),
-        "image_size": (8, limits.MAX_IMAGE_SIZE),
-        "difficulty": (0.0, 3.0),
-        "val_identities": (0, limits.MAX_IDENTITIES),
-        "test_identities": (2, limits.MAX_IDENTITIES),
-        "folds": (2, 20),
-        "embedding_dim": (2, limits.MAX_EMBEDDING_DIM),
-        "margin": (0.0, 10.0),
-        "scale": (1.0, 128.0),
-        "chopra_q": (1e-3, 1e4),
-        "lr": (1e-6, 100.0),
-        "weight_decay": (0.0, 1.0),
-        "epochs": (1, limits.MAX_EPOCHS),
-        "p_identities": (2, 256),
-        "k_images": (2, 64),
-        "steps_per_epoch": (1, 100_000),
-        "seed": (0, 2**31 - 1),
-        "split_seed": (0, 2**31 - 1),
-    }
+# Allowed values, checked at every boundary (URL, CLI, imported run): lab.fields holds the
+# table (CHOICES and RANGES above are views of it).
 
 
 def problems(config: RunConfig) -> list[str]:
     """Everything wrong with a config, in sentences; empty when it can run."""
-    found = []
-    for name, choices in CHOICES.items():
-        value = getattr(config, name)
-        if value not in choices:
-            found.append(f"{name} must be one of {', '.join(choices)}.")
-    for name, (low, high) in _ranges().items():
-        value = getattr(config, name)
-        if value is None and name in ("chopra_q", "steps_per_epoch", "split_seed"):
-            continue
-        if not isinstance(value, int | float) or isinstance(value, bool) or not (
-            low <= value <= high
-        ):
-            found.append(f"{name} must be between {low:g} and {high:g} (got {value!r}).")
-    return found
+    return problems_of(config.to_dict())
 
 
 def coerce(name: str, text: str) -> Any:

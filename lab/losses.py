@@ -25,6 +25,7 @@ from torch import nn
 
 from lab.config import RunConfig
 from lab.energy import energy_bound, energy_matrix, pairwise_energy, safe_sqrt
+from lab.fields import LOSS_DEFAULTS
 from lab.mining import all_pairs, all_triplets, mine
 
 Energy = Any  # a torch.Tensor, a numpy array or a float: the partial terms accept all three
@@ -284,8 +285,8 @@ LOSSES: dict[str, LossSpec] = {
                 "margin": "m: impostor pairs farther apart than m no longer cost anything.",
                 "miner": _MINER_HELP,
             },
-            default_energy="l2",
-            default_margin=1.0,
+            default_energy=LOSS_DEFAULTS["contrastive"]["energy"],
+            default_margin=LOSS_DEFAULTS["contrastive"]["margin"],
             latex=r"L = \begin{cases} \tfrac12 E^2 & \text{genuine} \\ "
                   r"\tfrac12 \max(0,\, m - E)^2 & \text{impostor} \end{cases}",
             source="R. Hadsell, S. Chopra, Y. LeCun. Dimensionality Reduction by Learning an "
@@ -303,8 +304,8 @@ LOSSES: dict[str, LossSpec] = {
                             "embeddings (2√D for L1, 2 for L2, 4 for squared L2, 2 for cosine).",
                 "miner": _MINER_HELP,
             },
-            default_energy="l1",
-            default_margin=1.0,
+            default_energy=LOSS_DEFAULTS["chopra"]["energy"],
+            default_margin=LOSS_DEFAULTS["chopra"]["margin"],
             latex=r"L_G = \frac{2}{Q} E^2, \qquad L_I = 2Q\, e^{-2.77\, E / Q}",
             source="S. Chopra, R. Hadsell, Y. LeCun. Learning a Similarity Metric "
                    "Discriminatively, with Application to Face Verification. CVPR 2005.",
@@ -316,8 +317,8 @@ LOSSES: dict[str, LossSpec] = {
             kind="pair",
             params=("energy", "miner"),
             param_help={"energy": _ENERGY_HELP, "miner": _MINER_HELP},
-            default_energy="l2",
-            default_margin=1.0,
+            default_energy=LOSS_DEFAULTS["naive"]["energy"],
+            default_margin=LOSS_DEFAULTS["naive"]["margin"],
             latex=r"L_G = E, \qquad L_I = -E",
             source="Counter-example discussed in S. Chopra, R. Hadsell, Y. LeCun, CVPR 2005 "
                    "(why conditions 1-3 require a margin).",
@@ -333,8 +334,8 @@ LOSSES: dict[str, LossSpec] = {
                 "margin": "α: the negative must be farther than the positive by at least α.",
                 "miner": _MINER_HELP,
             },
-            default_energy="sqeuclidean",
-            default_margin=0.2,
+            default_energy=LOSS_DEFAULTS["triplet"]["energy"],
+            default_margin=LOSS_DEFAULTS["triplet"]["margin"],
             latex=r"L = \max\big(0,\; E(a,p) - E(a,n) + \alpha\big)",
             source="F. Schroff, D. Kalenichenko, J. Philbin. FaceNet: A Unified Embedding for "
                    "Face Recognition and Clustering. CVPR 2015.",
@@ -349,8 +350,8 @@ LOSSES: dict[str, LossSpec] = {
                 "scale": "s: radius of the hypersphere the logits live on.",
                 "margin": "m (radians): angle added to the true identity's angle.",
             },
-            default_energy="cosine",
-            default_margin=0.5,
+            default_energy=LOSS_DEFAULTS["arcface"]["energy"],
+            default_margin=LOSS_DEFAULTS["arcface"]["margin"],
             latex=r"L = -\log \frac{e^{s\cos(\theta_y + m)}}{e^{s\cos(\theta_y + m)} + "
                   r"\sum_{j \neq y} e^{s \cos\theta_j}}",
             source="J. Deng, J. Guo, N. Xue, S. Zafeiriou. ArcFace: Additive Angular Margin Loss "
@@ -366,8 +367,8 @@ LOSSES: dict[str, LossSpec] = {
                 "scale": "s: radius of the hypersphere the logits live on.",
                 "margin": "m: cosine subtracted from the true identity's cosine.",
             },
-            default_energy="cosine",
-            default_margin=0.35,
+            default_energy=LOSS_DEFAULTS["cosface"]["energy"],
+            default_margin=LOSS_DEFAULTS["cosface"]["margin"],
             latex=r"L = -\log \frac{e^{s(\cos\theta_y - m)}}{e^{s(\cos\theta_y - m)} + "
                   r"\sum_{j \neq y} e^{s \cos\theta_j}}",
             source="H. Wang, Y. Wang, Z. Zhou, X. Ji, D. Gong, J. Zhou, Z. Li, W. Liu. CosFace: "
@@ -380,8 +381,8 @@ LOSSES: dict[str, LossSpec] = {
             kind="classifier",
             params=(),
             param_help={},
-            default_energy="cosine",
-            default_margin=1.0,
+            default_energy=LOSS_DEFAULTS["softmax"]["energy"],
+            default_margin=LOSS_DEFAULTS["softmax"]["margin"],
             latex=r"L = -\log \frac{e^{w_y^\top x + b_y}}{\sum_j e^{w_j^\top x + b_j}}",
             source="Y. Taigman, M. Yang, M. Ranzato, L. Wolf. DeepFace: Closing the Gap to "
                    "Human-Level Performance in Face Verification. CVPR 2014.",

@@ -10,24 +10,31 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import fields
 
 from lab.config import RunConfig, coerce, problems
+from lab.fields import FIELDS, URL_FIELDS
 
-URL_FIELDS = tuple(f.name for f in fields(RunConfig) if f.name not in ("data_dir", "extra"))
 MAX_VALUE_CHARS = 64
 
 
 def config_from_query(params: Mapping[str, object],
                       base: RunConfig | None = None) -> tuple[RunConfig, list[str]]:
-    """Parse query parameters into a RunConfig; returns it and the warnings to show."""
+    """Parse query parameters into a RunConfig; returns it and the warnings to show.
+
+    The loss is read first and brings its own energy and margin (lab.fields.LOSS_DEFAULTS), as
+    on the Train page and in the CLI; ``energy`` and ``margin`` in the link then override them.
+    A link made by :func:`config_to_query` therefore reads back as the same config.
+    """
     config = base or RunConfig()
     warnings: list[str] = []
-    for name in URL_FIELDS:
+    for name in ("loss", *(n for n in URL_FIELDS if n != "loss")):
         if name not in params:
             continue
         raw = params[name]
         text = str(raw[-1] if isinstance(raw, list | tuple) else raw)[:MAX_VALUE_CHARS]
+        if name == "loss" and not problems(config.replace(loss=text)):
+            config = config.replace(loss=text, energy=None, margin=None)
+            continue
         try:
             candidate = config.replace(**{name: coerce(name, text)})
         except (ValueError, TypeError):
@@ -36,7 +43,8 @@ def config_from_query(params: Mapping[str, object],
             continue
         wrong = problems(candidate)
         if wrong:
-            warnings.append(f"Ignored {name}={_shown(text)} from the link: {wrong[0]}")
+            warnings.append(f"Ignored {name}={_shown(text)} from the link: {wrong[0]} "
+                            f"Kept {name}={getattr(config, name)}.")
             continue
         config = candidate
     if "data_dir" in params:
@@ -51,17 +59,21 @@ def _shown(text: str) -> str:
 
 
 def _kind(name: str) -> str:
-    kind = str(RunConfig.__dataclass_fields__[name].type)
-    return next((word for key, word in (("bool", "true/false value"), ("int", "whole number"),
-                                        ("float", "finite number")) if kind.startswith(key)),
-                "value")
+    spec = FIELDS[name]
+    word = {"bool": "true/false value", "int": "whole number", "float": "finite number"}.get(
+        spec.kind, "value")
+    return f"{word} ({spec.describe()})"
 
 
 def config_to_query(config: RunConfig) -> dict[str, str]:
-    """The fields that differ from the defaults, as strings (a short, shareable link)."""
-    default = RunConfig()
-    return {
+    """The fields that differ from the defaults, as strings (a short, shareable link). The
+    defaults of the config's loss count as defaults: ``loss=triplet`` alone means α = 0.2."""
+    default = RunConfig(loss=config.loss)
+    query = {
         name: str(getattr(config, name))
         for name in URL_FIELDS
         if getattr(config, name) != getattr(default, name)
     }
+    if config.loss != RunConfig().loss:
+        query["loss"] = config.loss
+    return query

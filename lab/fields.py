@@ -1,0 +1,240 @@
+"""One row per RunConfig field: its type, the values it may take, its widget, default and help.
+
+Every boundary reads this table and nothing else: the URL parser (lab.urlstate), the CLI
+(lab.cli), the Train page's widgets (app_pages/train.py), the run store's import check and the
+lesson presets (tests/test_fields.py checks every preset lies inside it). One table is what
+makes "every value a link may carry opens the page" true: a slider's comfortable range is
+widened to hold any allowed value (:meth:`Field.slider`), so the config can never hold a
+value the widget refuses (Streamlit raises ``StreamlitValueAboveMaxError`` when it does).
+
+Per-loss defaults (the energy and the margin a loss comes with) live in :data:`LOSS_DEFAULTS`,
+the one place :class:`lab.config.RunConfig`, the CLI, the URL, the loss specs
+(:mod:`lab.losses`) and the Train page take them from: choosing ArcFace anywhere gives
+m = 0.5 rad on the cosine energy, never the contrastive loss's m = 1.
+
+This module imports nothing heavy (no torch, no Streamlit): lab.config reads it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from lab import limits
+
+DATASETS = ("synthetic", "digits", "att", "olivetti", "mnist", "fashion-mnist", "lfw", "folder")
+NETWORKS = ("linear", "mlp", "cnn", "resnet")
+ENERGIES = ("l1", "l2", "sqeuclidean", "cosine")
+LOSSES = ("contrastive", "chopra", "naive", "triplet", "arcface", "cosface", "softmax")
+MINERS = ("all", "random", "semihard", "batchhard")
+OPTIMIZERS = ("adam", "sgd")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PIPELINES = ("none", "aligned", "aligned+hist", "aligned+clahe", "aligned+tantriggs")
+
+# The energy and margin each loss comes with (contrastive m, triplet α, ArcFace m in radians,
+# CosFace m). Chopra, naive and softmax have no margin of their own; their value is the
+# semi-hard miner's window (Chopra, naive) and the geometry page's starting half-plane.
+LOSS_DEFAULTS: dict[str, dict[str, Any]] = {
+    "contrastive": {"energy": "l2", "margin": 1.0},
+    "chopra": {"energy": "l1", "margin": 1.0},
+    "naive": {"energy": "l2", "margin": 1.0},
+    "triplet": {"energy": "sqeuclidean", "margin": 0.2},
+    "arcface": {"energy": "cosine", "margin": 0.5},
+    "cosface": {"energy": "cosine", "margin": 0.35},
+    "softmax": {"energy": "cosine", "margin": 1.0},
+}
+CLASSIFIER_LOSSES = ("arcface", "cosface", "softmax")
+
+
+def loss_defaults(loss: str) -> dict[str, Any]:
+    """The fields a loss brings with it (energy, margin); the contrastive loss's for an unknown
+    name (the config check reports the name itself)."""
+    return dict(LOSS_DEFAULTS.get(loss, LOSS_DEFAULTS["contrastive"]))
+
+
+@dataclass(frozen=True)
+class Field:
+    """One RunConfig field.
+
+    ``kind``: "str", "int", "float" or "bool". ``choices``: the allowed strings, or
+    ``low``..``high``: the allowed range (inclusive) of a number. ``optional``: None is allowed
+    (it means "automatic"; the help says what). ``widget``: the comfortable slider range
+    (low, high, step) or the select-slider ``options``; both are widened to hold any allowed
+    value. ``by_loss``: a loss-specific slider range (the margin of ArcFace is an angle).
+    For ``by_loss`` losses that range is also the allowed one (an angular margin beyond
+    1.5 rad, 86°, leaves no room on the sphere for a second class).
+    ``url``: whether a link may set it (a link never names a folder on the server).
+    """
+
+    name: str
+    kind: str
+    help: str
+    choices: tuple[str, ...] | None = None
+    low: float | None = None
+    high: float | None = None
+    optional: bool = False
+    widget: tuple[float, float, float] | None = None
+    options: tuple[float, ...] | None = None
+    by_loss: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    url: bool = True
+
+    def bounds(self, loss: str | None = None) -> tuple[float, float]:
+        """The allowed range; with ``by_loss``, that loss's range (its slider's ends)."""
+        if loss in self.by_loss:
+            return self.by_loss[loss][0], self.by_loss[loss][1]
+        return self.low, self.high
+
+    def problem(self, value: Any, loss: str | None = None) -> str | None:
+        """Why ``value`` is not allowed (for a run with ``loss``), in a sentence; None when it
+        is."""
+        if value is None:
+            return None if self.optional else f"{self.name} must be set."
+        if self.choices is not None:
+            return None if value in self.choices else (
+                f"{self.name} must be one of {', '.join(self.choices)}.")
+        if self.kind == "bool":
+            return None if isinstance(value, bool) else f"{self.name} must be true or false."
+        if self.kind in ("int", "float"):
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if self.kind == "int" and not isinstance(value, int):
+                number = number and float(value).is_integer()
+            low, high = self.bounds(loss)
+            if not number or not math.isfinite(value) or not (low <= value <= high):
+                where = f" for the {loss} loss" if loss in self.by_loss else ""
+                return f"{self.name} must be between {low:g} and {high:g}{where} (got {value!r})."
+        return None
+
+    def slider(self, value: Any, loss: str | None = None) -> tuple[Any, Any, Any]:
+        """(min, max, step) of a slider that holds ``value`` (an allowed value): the comfortable
+        range, widened to the value when a link or a preset carries one outside it."""
+        low, high, step = self.by_loss.get(loss or "", self.widget)
+        if value is not None:
+            low, high = min(low, value), max(high, value)
+        if self.kind == "int":
+            return int(low), int(high), int(step)
+        return float(low), float(high), float(step)
+
+    def options_for(self, value: Any) -> list[Any]:
+        """The select-slider's options, with ``value`` among them (kept sorted)."""
+        options = list(self.options or ())
+        if value is not None and value not in options:
+            options = sorted([*options, value])
+        return options
+
+    def describe(self) -> str:
+        """The allowed values in words (for the CLI's help and the warnings)."""
+        if self.choices is not None:
+            return "one of " + ", ".join(self.choices)
+        if self.kind == "bool":
+            return "true or false"
+        if self.low is not None:
+            text = f"{self.low:g} to {self.high:g}"
+            return text + (" or none" if self.optional else "")
+        return "a folder or zip path" if self.name == "data_dir" else "any"
+
+
+_MAX_SEED = 2**31 - 1
+_SEED_HELP = ("Fixes the initial weights, the batches and, unless People seed is set, which "
+              "people are train, validation and test.")
+
+FIELDS: dict[str, Field] = {f.name: f for f in (
+    # data
+    Field("dataset", "str", "Which images to learn from.", choices=DATASETS),
+    Field("data_dir", "str", "Folder (or zip) of the att and folder datasets.", optional=True,
+          url=False),
+    Field("num_identities", "int", "How many different synthetic people.",
+          low=limits.MIN_IDENTITIES, high=limits.MAX_IDENTITIES, widget=(10, 200, 5)),
+    Field("images_per_identity", "int", "Synthetic images of each person.", low=2,
+          high=limits.MAX_IMAGES_PER_IDENTITY, widget=(2, 50, 1)),
+    Field("image_size", "int", "Side of the square network input, in pixels.", low=8,
+          high=limits.MAX_IMAGE_SIZE, options=(16, 24, 32, 48, 64, 96)),
+    Field("difficulty", "float", "Nuisance: pose, lighting, expression, glasses and noise.",
+          low=0.0, high=3.0, widget=(0.0, 2.0, 0.25)),
+    Field("val_identities", "int", "People held out to choose the decision threshold (never "
+          "trained on, never tested on). At least 2, so that there are impostor pairs among "
+          "them.", low=2, high=limits.MAX_IDENTITIES, widget=(2, 20, 1)),
+    Field("test_identities", "int", "People never seen in training, on whom the ROC is "
+          "measured.", low=2, high=limits.MAX_IDENTITIES, widget=(2, 40, 1)),
+    Field("fold", "int", "Identity fold for cross-validation (empty: one seeded split).",
+          low=0, high=19, optional=True),
+    Field("folds", "int", "How many identity folds (with Fold set).", low=2, high=20,
+          widget=(2, 10, 1)),
+    Field("split_seed", "int", "Which people are train, validation and test (empty: follow "
+          "Seed). Keep it and change Seed to retrain the same people from other initial "
+          "weights: how much of a result is luck?", low=0, high=_MAX_SEED, optional=True),
+    # network
+    Field("network", "str", "linear = a learned Mahalanobis metric (M = WᵀW); mlp; cnn = "
+          "Chopra-style LeNet; resnet = a small ResNet.", choices=NETWORKS),
+    Field("embedding_dim", "int", "Size of the embedding G_W(X) the energy is measured in.",
+          low=2, high=limits.MAX_EMBEDDING_DIM, options=(2, 4, 8, 16, 32, 64, 128, 256)),
+    Field("normalize", "bool", "Put every embedding on the unit sphere (FaceNet)."),
+    # energy and loss
+    Field("energy", "str", "Energy E between two embeddings: L1, L2, squared L2 or cosine "
+          "(1 − cos). Classifier losses train without it; it still scores the verification "
+          "pairs.", choices=ENERGIES),
+    Field("loss", "str", "The loss the network is trained with.", choices=LOSSES),
+    Field("margin", "float", "The loss's margin (contrastive m, triplet α, ArcFace m in "
+          "radians, CosFace m); for Chopra and naive, the semi-hard miner's window.",
+          low=0.0, high=10.0, widget=(0.0, 4.0, 0.05),
+          by_loss={"arcface": (0.0, 1.5, 0.05), "cosface": (0.0, 1.5, 0.05)}),
+    Field("scale", "float", "ArcFace / CosFace s: radius of the hypersphere the logits live "
+          "on.", low=1.0, high=128.0, widget=(1.0, 64.0, 1.0)),
+    Field("chopra_q", "float", "Chopra's Q, the upper bound of the energy (empty: the bound "
+          "the energy implies).", low=1e-3, high=1e4, optional=True),
+    Field("miner", "str", "Which pairs or triplets of the batch the loss sees: all, random, "
+          "semi-hard, batch-hard.", choices=MINERS),
+    # optimisation
+    Field("optimizer", "str", "Adam rescales each step; plain SGD follows the gradient's size "
+          "(as the papers trained).", choices=OPTIMIZERS),
+    Field("lr", "float", "The optimiser's step size. 10 makes most runs diverge: a lesson in "
+          "itself.", low=1e-6, high=100.0,
+          options=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.05, 0.1, 0.3, 1.0, 10.0)),
+    Field("weight_decay", "float", "L2 penalty on the weights.", low=0.0, high=1.0),
+    Field("epochs", "int", "Passes over the training identities.", low=1,
+          high=limits.MAX_EPOCHS, widget=(1, 100, 1)),
+    Field("p_identities", "int", "P identities per batch (P × K batches give every anchor a "
+          "genuine pair).", low=2, high=256),
+    Field("k_images", "int", "K images of each identity per batch.", low=2, high=64),
+    Field("steps_per_epoch", "int", "Batches per epoch (empty: one pass over the training "
+          "images). Fixes the number of steps when the data size changes.", low=1,
+          high=100_000, optional=True),
+    Field("augment", "bool", "Small crops, flips and brightness changes of the training "
+          "faces."),
+    Field("pipeline", "str", "Face pipeline of every image, in training and in Verify: none "
+          "(the whole image), aligned (detect, 5-point align, crop), then histogram "
+          "equalisation, CLAHE or Tan & Triggs lighting normalisation.", choices=PIPELINES),
+    Field("lighting", "bool", "Lighting augmentation: directional light, gamma, contrast and "
+          "half-face shadows on the training images."),
+    Field("flip_average", "bool", "Embed each face and its mirror image and average the two: "
+          "the metric then ignores which way a face looks (faces only; digits are not "
+          "symmetric)."),
+    Field("seed", "int", _SEED_HELP, low=0, high=_MAX_SEED),
+    Field("device", "str", "Where to train (auto: the GPU when there is one).", choices=DEVICES),
+    Field("extra", "dict", "Extra options (e.g. width of the network).", url=False),
+)}
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    name: f.choices for name, f in FIELDS.items() if f.choices is not None}
+RANGES: dict[str, tuple[float, float]] = {
+    name: (f.low, f.high) for name, f in FIELDS.items() if f.low is not None}
+URL_FIELDS: tuple[str, ...] = tuple(name for name, f in FIELDS.items() if f.url)
+
+
+def problems_of(values: dict[str, Any]) -> list[str]:
+    """Every field of ``values`` (RunConfig.to_dict()) outside the table, in sentences."""
+    found = []
+    for name, spec in FIELDS.items():
+        if name in ("extra", "data_dir") or name not in values:
+            continue
+        wrong = spec.problem(values[name], values.get("loss"))
+        if wrong:
+            found.append(wrong)
+    return found
+
+
+def uses_margin(loss: str, miner: str) -> bool:
+    """Whether a run with this loss and miner reads ``config.margin``: the losses whose margin
+    it is, and the semi-hard miner of the pair losses (its window E_ap < E_an < E_ap + m)."""
+    return loss in ("contrastive", "triplet", "arcface", "cosface") or (
+        miner == "semihard" and loss in ("chopra", "naive"))
