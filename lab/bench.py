@@ -849,6 +849,21 @@ def verify_bench(args: argparse.Namespace) -> dict:
     return {"bench": "verify", **verify.bench_run(args)}
 
 
+# -- crossdomain ----------------------------------------------------------------------------
+def _crossdomain_arguments(parser: argparse.ArgumentParser) -> None:
+    from lab import crossdomain
+
+    crossdomain.arguments(parser)
+
+
+@register("crossdomain", "train on AT&T folds, verify their unseen people in-domain and "
+          "re-photographed (lab.crossdomain)", _crossdomain_arguments)
+def crossdomain_bench(args: argparse.Namespace) -> dict:
+    from lab import crossdomain
+
+    return crossdomain.run(args)
+
+
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("bench", help="benchmarks that write JSON")
     benches = parser.add_subparsers(dest="bench", required=True)
