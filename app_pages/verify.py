@@ -11,7 +11,7 @@ import streamlit as st
 from PIL import Image, ImageDraw
 
 import ui
-from lab import plots
+from lab import plots, trust
 from lab import verify as V
 from lab.faces import PhotoError, TinyFaceError
 from lab.limits import GALLERY_MAX_PHOTOS
@@ -127,15 +127,17 @@ def channel_notes(photos: list[V.PreparedPhoto], channels: int) -> None:
                     "copied into all three channels. Expect a less reliable answer.")
 
 
-def verdict_line(same: bool, who: str) -> None:
+def verdict_line(same: bool, who: str, caveat: str = "") -> None:
+    """The verdict; `caveat` (lab.trust.verdict_caveat) says how far to trust it, in the line."""
+    tail = f" {caveat}" if caveat else ""
     if same:
-        st.markdown(f"## :green[✓ Same person]\n{who}")
+        st.markdown(f"## :green[✓ Same person]{tail}\n{who}")
     else:
-        st.markdown(f"## :red[✗ Different people]\n{who}")
+        st.markdown(f"## :red[✗ Different people]{tail}\n{who}")
 
 
-def reference_panel(photos, ids, choice, whole) -> None:
-    st.markdown("#### Reference model")
+def reference_verdict(photos, ids, choice, whole):
+    """(ReferenceVerdict | None, note), asked once per pair of photos and choices."""
     key = (ids, choice, whole)
     cache = st.session_state.setdefault(REFERENCE_KEY, {})
     if key not in cache:
@@ -145,7 +147,12 @@ def reference_panel(photos, ids, choice, whole) -> None:
                     photos[0], photos[1], face_choice=choice, use_whole_image=whole))
         except BAD_INPUT as error:
             _remember(REFERENCE_KEY, key, (None, str(error)))
-    verdict, note = cache[key]
+    return cache[key]
+
+
+def reference_panel(photos, ids, choice, whole) -> None:
+    st.markdown("#### Reference model")
+    verdict, note = reference_verdict(photos, ids, choice, whole)
     if verdict is None:
         st.info(f"The reference model is not available: {note} The student's model works "
                 "without it.")
@@ -185,13 +192,26 @@ def student_panel(run, photos, ids, choice, whole, far: float, presenter: bool) 
     result = cache[key]
     same = bool(result.energy <= threshold)  # the energy is fixed; only the threshold moves
     crops = st.columns(2)
+    seen = input_words(result, channels, run.config.pipeline)
     for column, slot, crop, chosen in zip(crops, "AB", result.crops, result.chosen,
                                           strict=True):
         how = "whole image (centred crop)" if chosen is None else f"face {chosen + 1}"
-        column.image(crop, caption=f"Photo {slot}: {how}, as the network sees it",
-                     width=160, clamp=True)
+        column.image(crop, caption=f"Photo {slot}: {how}, exactly as the network sees it: "
+                                   f"{seen}", width=160, clamp=True)
+    found = trust_of(run, result, far)
+    reference, _ = reference_verdict(photos, ids, choice, whole)
+    caveat = trust.verdict_caveat(same, found["student_calibrated"],
+                                  found["trained_on_real_faces"],
+                                  None if reference is None else reference.same)
+    for name, check in found["out_of_distribution"].items():
+        if check["unusual"]:
+            st.warning(f"Photo {name} is unlike this run's training images: "
+                       + "; ".join(check["reasons"]) + ". The threshold was not measured on "
+                       "photos like it, so the verdict below is uncalibrated here.")
     verdict_line(same, f"E = {result.energy:.3f} {'≤' if same else '>'} threshold "
-                       f"{threshold:.3f} (FAR {far:g})")
+                       f"{threshold:.3f} (FAR {far:g})", caveat)
+    st.caption(f"Where the threshold comes from: "
+               f"{trust.threshold_source(run, far, found['calibration'])['text']}.")
     cols = st.columns(2)
     cols[0].metric(f"Energy E ({result.energy_kind})", f"{result.energy:.3f}")
     cols[1].metric(f"Threshold at FAR {far:g}", f"{threshold:.3f}",
@@ -210,6 +230,30 @@ def student_panel(run, photos, ids, choice, whole, far: float, presenter: bool) 
     if not presenter:
         timings = ", ".join(f"{k} {1000 * v:.0f} ms" for k, v in result.timings.items())
         st.caption(f"Detector: {result.detector}. Time: {timings}.")
+
+
+def input_words(result, channels: int, pipeline: str) -> str:
+    """"48×48 px, grey, aligned + Tan & Triggs": what the crops shown are."""
+    crop = result.crops[0]
+    size = f"{crop.shape[1]}×{crop.shape[0]} px" if pipeline != "none" else "before resizing"
+    light = {"none": "whole-image run: detected face crop", "aligned": "aligned",
+             "aligned+hist": "aligned, histogram-equalised", "aligned+clahe": "aligned, CLAHE",
+             "aligned+tantriggs": "aligned, Tan & Triggs light-normalised"}
+    return f"{size}, {'grey' if channels == 1 else 'colour'}, {light.get(pipeline, pipeline)}"
+
+
+def trust_of(run, result, far: float) -> dict:
+    """lab.trust's assessment, with the run's calibration computed once per run."""
+    calibration = None
+    try:
+        with st.spinner("Calibrating on the run's validation faces (once per run) ..."):
+            calibration = trust.calibrate(run)
+    except BAD_INPUT as error:
+        st.caption(f"No out-of-distribution check: the run's dataset cannot be loaded here "
+                   f"({error}).")
+    found = trust.assess(run, result, far, calibration)
+    found["calibration"] = calibration
+    return found
 
 
 def pair_tab(run, far: float, presenter: bool) -> None:
@@ -297,7 +341,17 @@ st.caption("Two photos in, \"same person?\" out: the model embeds each face and 
 st.caption("🔒 Photos are processed in memory and never written to disk.")
 presenter = ui.presenter()
 
-info, run = ui.pick_run("Model (a trained run)", key="verify_run")
+info, run = ui.pick_run("Model (a trained run)", key="verify_run", prefer=trust.photo_order)
+if run is not None:
+    if trust.saw_real_faces(run.config):
+        st.caption(f"This run learnt from {trust.dataset_words(run.config)} "
+                   f"(face pipeline: {run.config.pipeline}). Runs best suited to photos are "
+                   "listed first: a face dataset, then the lowest validation EER.")
+    else:
+        st.warning(f"This run never saw a real face: it learnt from "
+                   f"{trust.dataset_words(run.config)}. Its verdicts on photos are "
+                   "uncalibrated; pick a run trained on faces (AT&T, Olivetti, LFW or your "
+                   "own folder) above, or train one.")
 if run is None and info is None:
     ok, why = ReferenceModel.available()
     st.caption("Meanwhile the reference model can answer alone." if ok

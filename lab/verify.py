@@ -77,6 +77,8 @@ class VerifyResult:
     reference_note: str = ""  # why there is no reference verdict, when asked
     notes: list[str] = field(default_factory=list)
     pipeline: str = "none"  # the run's face pipeline (lab.facepipe), applied to both photos
+    embeddings: np.ndarray | None = None  # [2, D], for lab.trust's out-of-distribution check
+    inputs: torch.Tensor | None = None  # [2, C, H, W], the network inputs themselves
 
     @property
     def verdict(self) -> str:
@@ -218,20 +220,13 @@ def verify_pair(
     detector = detector or "none (whole image)"
     lap("detect")
 
-    aspect = _aspect(image_size)
-    if parse_pipeline(pipeline).align:  # the run's own pipeline, the function its data went by
-        inputs = [face_input(image, box, pipeline, channels, image_size)
-                  for image, box in zip(images, boxes, strict=True)]
-        batch = torch.cat(inputs)
-        shown = [tensor_to_display(one) for one in inputs]
-        crops = [whole_image_crop(image) if box is None else None
-                 for image, box in zip(images, boxes, strict=True)]  # for the reference model
-    else:
-        crops = [whole_image_crop(image, aspect) if box is None
-                 else crop_face(image, box, margin=margin, align=align, aspect=aspect)
-                 for image, box in zip(images, boxes, strict=True)]
-        batch = torch.cat([to_model_input(crop, channels, image_size) for crop in crops])
-        shown = [np.asarray(crop).copy() for crop in crops]
+    made = [photo_to_input(image, box, pipeline=pipeline, channels=channels,
+                           image_size=image_size, margin=margin, align=align)
+            for image, box in zip(images, boxes, strict=True)]
+    batch = torch.cat([tensor for tensor, _ in made])
+    shown = [picture for _, picture in made]
+    crops = [whole_image_crop(image) if box is None else None  # for the reference model
+             for image, box in zip(images, boxes, strict=True)]
     lap("crop")
 
     embeddings = np.asarray(embed_fn(batch), dtype=np.float64)
@@ -265,9 +260,28 @@ def verify_pair(
         chosen=tuple(None if box is None else int(index)
                      for box, index in zip(boxes, choice, strict=True)),
         crops=tuple(shown), pipeline=parse_pipeline(pipeline).name,
+        embeddings=embeddings, inputs=batch,
         photo_sizes=tuple(image.size for image in images), timings=timings,
         reference=ref_verdict, reference_note=ref_note, notes=notes,
     )
+
+
+def photo_to_input(image: Image.Image, box: FaceBox | None, *, pipeline: str, channels: int,
+                   image_size: int | tuple[int, int], margin: float = 0.25, align: bool = True
+                   ) -> tuple[torch.Tensor, np.ndarray]:
+    """One photo and its chosen face (None: the whole image) -> ([1, C, H, W] network input,
+    the 8-bit picture shown as "what the network sees").
+
+    An aligned pipeline goes through lab.facepipe.face_input, the function the run's training
+    images went through, and the picture is the input itself; pipeline "none" keeps the crop
+    Verify always made (lab.faces.crop_face) for runs trained on whole images."""
+    if parse_pipeline(pipeline).align:
+        tensor = face_input(image, box, pipeline, channels, image_size)
+        return tensor, tensor_to_display(tensor)
+    aspect = _aspect(image_size)
+    crop = (whole_image_crop(image, aspect) if box is None
+            else crop_face(image, box, margin=margin, align=align, aspect=aspect))
+    return to_model_input(crop, channels, image_size), np.asarray(crop).copy()
 
 
 def reference_for_pair(
@@ -581,6 +595,23 @@ def _reference_only(photo_a: bytes, photo_b: bytes, whole: bool) -> dict[str, An
             "notes": ["no --run given: only the reference model answered"]}
 
 
+def _trust(run: Any, result: VerifyResult, far: float) -> dict[str, Any]:
+    """lab.trust's fields; a run whose dataset cannot be reloaded here still verifies."""
+    from lab import trust
+
+    try:
+        calibration = trust.calibrate(run)
+    except (ValueError, RuntimeError, OSError) as error:
+        calibration = None
+        note = f"no out-of-distribution check: the run's dataset could not be loaded ({error})"
+    else:
+        note = ""
+    found = trust.assess(run, result, far, calibration)
+    if note:
+        found["notes"].append(note)
+    return found
+
+
 def run_cli(args: argparse.Namespace) -> int:
     """Print one JSON object; 0 whatever the verdict, 2 with a one-line message on bad input."""
     try:
@@ -611,7 +642,8 @@ def run_cli(args: argparse.Namespace) -> int:
                 pipeline=run.config.pipeline,
             )
             out = {"run": run.id, "far": None if args.threshold is not None else args.far,
-                   "threshold_source": source, **result.to_dict()}
+                   "threshold_source": source, **result.to_dict(),
+                   "trust": _trust(run, result, args.far)}
     except (ValueError, RuntimeError, OSError) as error:  # PhotoError, RunError, DatasetError
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"error: {message}", file=sys.stderr)

@@ -74,13 +74,17 @@ def loss_formula(loss: str, expanded: bool = False) -> None:
         st.code(inspect.getsource(spec.function), language="python")
 
 
-def pick_run(label: str = "Run", key: str = "run", statuses: tuple[str, ...] | None = None):
-    """A run picker; tells the user what to do when there is no run yet. Returns (info, run)."""
+def pick_run(label: str = "Run", key: str = "run", statuses: tuple[str, ...] | None = None,
+             prefer=None):
+    """A run picker; tells the user what to do when there is no run yet. Returns (info, run).
+    prefer: reorders the runs (the first is the default), e.g. lab.trust.photo_order."""
     from lab.views import run_label
 
     store = run_store()
     infos = [i for i in store.list() if i.status != "corrupt"
              and (statuses is None or i.status in statuses)]
+    if prefer is not None:
+        infos = prefer(infos)
     if not infos:
         st.info("No trained run yet. Train one first: it takes a few seconds.")
         st.page_link("app_pages/train.py", label="Go to Train", icon="🏋️")
