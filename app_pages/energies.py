@@ -8,6 +8,7 @@ import streamlit as st
 import ui
 from lab import plots
 from lab.views import verification_of
+from ui.inspector import inspector_for_run
 
 st.title("📊 Energies")
 st.caption("For every pair of images of people never seen in training: the energy E (distance "
@@ -58,3 +59,9 @@ if margin is not None:
 if not presenter:
     with st.expander("The loss this run minimised"):
         ui.loss_formula(run.config.loss)
+
+st.divider()
+st.subheader("🔍 Miner inspector")
+st.caption("One of this run's training batches with its final weights: which pairs or triplets "
+           "the miner gives the loss, how hard they are, and where one Step moves them.")
+inspector_for_run(run, ui.dataset_for, presenter=presenter)

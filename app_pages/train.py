@@ -12,6 +12,7 @@ from lab.losses import LOSSES
 from lab.runs import RunError
 from lab.urlstate import config_from_query, config_to_query
 from lab.views import runs_table
+from ui.inspector import inspector_for_job
 from ui.live import live_view
 from ui.reports import run_report_button
 
@@ -234,7 +235,11 @@ with stage:
                    "writable) to keep the next runs.")
     if job is not None and job.retry_note:
         st.info(job.retry_note)
-    live_view(job, config, presenter=not show_controls)
+    live_tab, inspector_tab = st.tabs(["📈 Live", "🔍 Miner inspector"])
+    with live_tab:
+        live_view(job, config, presenter=not show_controls)
+    with inspector_tab:
+        inspector_for_job(job, ui.run_store(), ui.dataset_for, presenter=not show_controls)
     if show_controls:
         with st.expander(f"The loss: {LOSSES[config.loss].title}"):
             ui.loss_formula(config.loss)

@@ -196,6 +196,13 @@ class TrainingJob:
         return self.status == "paused"
 
     @property
+    def paused_trainer(self):
+        """The trainer while the job is paused (its weights then hold still), else None: what
+        the miner inspector reads (lab.inspector)."""
+        trainer = self._trainer
+        return trainer if self.status == "paused" else None
+
+    @property
     def queue_position(self) -> int | None:
         return self.limiter.position(self.ticket) if self.status == "queued" else None
 

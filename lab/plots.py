@@ -1070,3 +1070,120 @@ def figure_to_png(
             return None
     _PNG_PROBLEM = None
     return data
+
+
+# --------------------------------------------------------------------------------------------
+# Miner inspector
+
+
+def miner_plane(
+    before: np.ndarray,
+    after: np.ndarray | None,
+    boundary,
+    *,
+    x_label: str,
+    y_label: str,
+    margin_label: str,
+    arrows: Sequence[int] | None = None,
+    title: str = "The batch on the margin plane",
+    presenter: bool = False,
+) -> go.Figure:
+    """Mined items of one batch on a plane with the loss's margin line (lab.inspector).
+
+    ``before``/``after`` are [T, 2] coordinates of the same items before and after one Step;
+    ``boundary(x)`` is the margin line's y. Shading: hard (below the diagonal), semi-hard
+    (between the diagonal and the line), easy (beyond the line), in the colours of the triplet
+    plane. Points are coloured by their region before the Step; ``arrows`` (item indices) get a
+    line to where the Step moved them, and the moved points are drawn as open circles.
+    """
+    first = np.asarray(before, dtype=float).reshape(-1, 2)
+    second = None if after is None else np.asarray(after, dtype=float).reshape(-1, 2)
+    values = first if second is None else np.concatenate([first, second])
+    values = values[np.isfinite(values).all(axis=1)]
+    side = float(values.max()) * 1.08 if values.size else 1.0
+    side = max(side, 1e-3)
+    xs = np.linspace(0.0, side, 200)
+    line = np.asarray(boundary(xs), dtype=float)
+    fig = go.Figure()
+
+    def shade(name: str, x, y) -> None:
+        red, green, blue = (int(COLORS[name][i : i + 2], 16) for i in (1, 3, 5))
+        fig.add_trace(go.Scatter(x=x, y=y, fill="toself", mode="none", name=name,
+                                 hoverinfo="skip", fillcolor=f"rgba({red},{green},{blue},0.16)",
+                                 showlegend=False))  # fmt: skip
+
+    shade("hard", [0, side, side, 0], [0, 0, side, 0])
+    inside = line <= side
+    exit_x = float(xs[inside][-1]) if inside.any() else 0.0  # where the line leaves the top
+    shade("semi-hard", np.concatenate([[0.0, side, exit_x], xs[inside][::-1]]),
+          np.concatenate([[0.0, side, side], line[inside][::-1]]))
+    if inside.any():
+        shade("easy", np.concatenate([xs[inside], [exit_x, 0.0]]),
+              np.concatenate([line[inside], [side, side]]))
+    fig.add_trace(go.Scatter(x=[0, side], y=[0, side], mode="lines", hoverinfo="skip",
+                             name="diagonal (hard below)",
+                             line=dict(color="#555555", width=1.5, dash="dot")))  # fmt: skip
+    fig.add_trace(go.Scatter(x=xs[inside], y=line[inside], mode="lines", hoverinfo="skip",
+                             name=margin_label,
+                             line=dict(color=COLORS["margin"], width=4, dash="dash")))  # fmt: skip
+    kinds = np.where(first[:, 1] <= first[:, 0], "hard",
+                     np.where(first[:, 1] < np.asarray(boundary(first[:, 0])), "semi-hard",
+                              "easy"))  # fmt: skip
+    index = np.arange(len(first))
+    for name in ("easy", "semi-hard", "hard"):
+        mask = kinds == name
+        if not mask.any():
+            continue
+        fig.add_trace(go.Scattergl(
+            x=first[mask, 0], y=first[mask, 1], mode="markers", name=f"{name} ({mask.mean():.0%})",
+            customdata=index[mask],
+            marker=dict(color=COLORS[name], size=6, opacity=0.75,
+                        line=dict(width=0.5, color="#FFFFFF")),
+            hovertemplate=f"{name}<br>x %{{x:.3g}}<br>y %{{y:.3g}}<br>item %{{customdata}}"
+                          "<extra>before the Step</extra>"))  # fmt: skip
+    chosen = [int(k) for k in (arrows if arrows is not None else []) if 0 <= int(k) < len(first)]
+    if second is not None and chosen:
+        lx: list[float | None] = []
+        ly: list[float | None] = []
+        for k in chosen:
+            lx += [first[k, 0], second[k, 0], None]
+            ly += [first[k, 1], second[k, 1], None]
+        fig.add_trace(go.Scatter(x=lx, y=ly, mode="lines", name="one Step moves it",
+                                 hoverinfo="skip",
+                                 line=dict(color=COLORS["accent"], width=2)))  # fmt: skip
+        fig.add_trace(go.Scatter(
+            x=second[chosen, 0], y=second[chosen, 1], mode="markers", name="after the Step",
+            customdata=chosen,
+            marker=dict(symbol="circle-open", size=10, color=COLORS["accent"],
+                        line=dict(width=2.5)),
+            hovertemplate="after<br>x %{x:.3g}<br>y %{y:.3g}<br>item %{customdata}"
+                          "<extra></extra>"))  # fmt: skip
+    if first.size == 0:
+        _note(fig, "The miner gave the loss nothing in this batch")
+    fig.update_layout(title=dict(text=title))
+    fig.update_xaxes(title_text=x_label, range=[0, side], constrain="domain")
+    fig.update_yaxes(title_text=y_label, range=[0, side], scaleanchor="x", scaleratio=1,
+                     constrain="domain")  # fmt: skip
+    return _legend_below(style(fig, presenter, height=560), presenter)
+
+
+def region_shares_bar(
+    before: Mapping[str, float],
+    after: Mapping[str, float] | None = None,
+    *,
+    title: str = "Share of the mined items",
+    presenter: bool = False,
+) -> go.Figure:
+    """Stacked horizontal bars: the share of hard / semi-hard / easy items, before and after."""
+    rows = [("before the Step", before)] + ([("after the Step", after)] if after else [])
+    fig = go.Figure()
+    for name in ("hard", "semi-hard", "easy"):
+        fig.add_trace(go.Bar(
+            y=[r for r, _ in rows], x=[100 * float(s.get(name, 0.0)) for _, s in rows],
+            name=name, orientation="h", marker_color=COLORS[name],
+            text=[f"{100 * float(s.get(name, 0.0)):.0f}%" for _, s in rows],
+            textposition="inside", hovertemplate=f"{name} %{{x:.1f}}%<extra></extra>"))  # fmt: skip
+    fig.update_layout(barmode="stack", title=dict(text=title))
+    fig.update_xaxes(title_text="% of the mined items", range=[0, 100])
+    fig.update_yaxes(autorange="reversed")
+    return _legend_below(style(fig, presenter, height=300), presenter)
