@@ -56,6 +56,12 @@ def test_train_live_then_every_page(app_server, page, tmp_path):
     page.get_by_role("button", name="⏸ Pause").click()
     page.get_by_text("Paused").first.wait_for(timeout=60_000)
     shoot(page, tmp_path, "train-paused")
+    # the miner inspector, beside the live view: the paused run's next batch
+    page.get_by_role("tab", name="🔍 Miner inspector").click()
+    page.locator(".st-key-train-inspector-plane .js-plotly-plot").first.wait_for(timeout=60_000)
+    page.get_by_text("one Step of the optimiser").first.wait_for()
+    shoot(page, tmp_path, "train-inspector")
+    page.get_by_role("tab", name="📈 Live").click()
     page.get_by_role("button", name="▶ Resume").click()
     page.get_by_text("Verification of people never seen in training").wait_for(timeout=180_000)
     assert page.locator(EXCEPTION).count() == 0
