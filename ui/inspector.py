@@ -103,9 +103,16 @@ def inspector_for_job(job, store, dataset_for, presenter: bool = False) -> None:
         inspection = _cached(("job", job.ticket, latest.step),
                              lambda: inspect_trainer(trainer, latest.epoch + 1))
     elif not job.active and job.run_id is not None and job.saved:
-        run = store.load(job.run_id)
-        inspection = _cached(("run", run.id, len(run.history)),
-                             lambda: inspect_saved_run(run, dataset_for(run.config.to_json())))
+        from lab.data import DatasetError
+        from lab.runs import RunError
+
+        try:
+            run = (job.store if job.store is not None else store).load(job.run_id)
+            inspection = _cached(("run", run.id, len(run.history)),
+                                 lambda: inspect_saved_run(run, dataset_for(run.config.to_json())))
+        except (RunError, DatasetError, OSError) as error:
+            st.caption(f"The inspector cannot open this run: {error}")
+            return
     else:
         st.info("⏸ Pause (or let the run finish) to inspect a batch: while it trains the "
                 "network changes under the inspector's feet.")
