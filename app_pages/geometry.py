@@ -1,5 +1,25 @@
 """Margin geometry: the (E_G, E_I) plane of Chopra, Hadsell & LeCun (2005), conditions 1-3, the
 plateau of the squared energy, and the triplet plane. All math is in lab.geometry; nothing trains.
+
+Every loss is judged by one rule (lab.geometry's docstring has the derivations), with energies
+bounded (the box [0, E_max]², normalised embeddings) or unbounded ([0, ∞)²). Verdicts for a
+half-plane margin m, contrastive margin m_c, Chopra bound Q (the page shows the same table):
+
+=========== ==== ============================================ ==============================
+loss        cond bounded [0, E_max]²                          unbounded [0, ∞)²
+=========== ==== ============================================ ==============================
+contrastive 1    ✓ if m < E_max: L_G min at 0, L_I never grows ✓: the same terms
+contrastive 2    ✓ iff m < min(m_c, E_max): H = 0 on E_G = 0,  ✓ iff m < m_c: H = 0 on
+                 E_I ≥ min(m_c, E_max)                        E_G = 0, E_I ≥ m_c
+contrastive 3    ✓ iff m < m_c: L_G′ − L_I′ = E_G +            ✓ iff m < m_c: the same
+                 max(0, m_c − E_G − m)
+Chopra      1    ✓ if m < E_max: L_G min at 0, L_I decreasing  ✓: the same terms
+Chopra      2    ✓ iff m < E_max: one minimiser, (0, E_max)    ✗: H → 0 as E_I → ∞, never 0
+Chopra      3    ✓: 4E_G/Q + 5.54 e^{−2.77(E_G+m)/Q} > 0       ✓: the same
+naive       1    ✓ if m < E_max: L_G min at 0, L_I decreasing  ✓: the same terms
+naive       2    ✓ iff m < E_max: one minimiser, (0, E_max)    ✗: H(0, E_I) = −E_I → −∞
+naive       3    ✓: L_G′ − L_I′ = 1 + 1 = 2 > 0                ✓: the same
+=========== ==== ============================================ ==============================
 """
 
 from __future__ import annotations
@@ -54,7 +74,8 @@ def _url_float(name: str) -> float | None:
 # live in one session dict and each widget is refilled from it.
 if "geo_values" not in st.session_state:
     view = st.query_params.get("view")
-    values = {"geo_view": view if view in VIEWS else "contrastive"}
+    values = {"geo_view": view if view in VIEWS else "contrastive",
+              "geo_bounded": st.query_params.get("bounded") != "0"}
     for name, (key, default, _, _) in NUMBERS.items():
         value = _url_float(name)
         values[key] = default if value is None else value
@@ -82,12 +103,18 @@ with left:
     st.slider("Energy range (largest energy drawn)", 0.5, 5.0, step=0.25, key="geo_emax",
               help="The box [0, E_max]² of reachable energies; 2 is the largest L2 energy "
                    "between normalised embeddings.")
+    if view != "triplet":
+        st.toggle("Energies bounded by E_max (normalised embeddings)", key="geo_bounded",
+                  help="On: energies live in the box [0, E_max]², as between L2-normalised "
+                       "embeddings. Off: embeddings may grow, energies are unbounded, and the "
+                       "conditions are judged on [0, ∞)² (the box only draws).")
 for key in values:
     if key in st.session_state:
         values[key] = st.session_state[key]
 
 m, mc, q = values["geo_m"], values["geo_mc"], values["geo_q"]
 e_max, alpha = values["geo_emax"], values["geo_alpha"]
+bounded = bool(values["geo_bounded"])
 
 # ---- the state in the URL, so a lesson can link to exactly this view ----------------------
 query = {"view": view, "emax": f"{e_max:g}"}
@@ -99,6 +126,8 @@ else:
         query["mc"] = f"{mc:g}"
     if view == "chopra":
         query["q"] = f"{q:g}"
+    if not bounded:
+        query["bounded"] = "0"
 for kept in ("run", "presenter", "epoch"):
     if kept in st.query_params:
         query[kept] = st.query_params[kept]
@@ -225,7 +254,7 @@ with right:
         with st.expander("The triplet loss", expanded=not presenter):
             ui.loss_formula("triplet")
     else:
-        result = geometry.geometry_view(view, m, e_max, loss_margin=mc, q=q)
+        result = geometry.geometry_view(view, m, e_max, loss_margin=mc, q=q, bounded=bounded)
         grid = result.grid
         share = None
         pair_xy = None
@@ -259,6 +288,21 @@ if view != "triplet":
             st.markdown(f"#### :{color}[{mark} Condition {number}]")
             st.markdown(f"*{CONDITION_NAMES[number - 1]}*")
             st.caption(check.reason)
+    with st.expander("Every pair loss, bounded and unbounded energies: the verdicts and why",
+                     expanded=False):
+        st.markdown(
+            "One rule for every loss. **1**: m > 0, a separated pair of pairs exists and the "
+            "loss never penalises it. **2**: H *attains* its minimum and every minimiser lies "
+            "in E_G + m < E_I. **3**: L_G′(E_G) − L_I′(E_G + m) > 0 on the margin line. "
+            "m_c: the contrastive loss's margin; Q: Chopra's bound.")
+        st.table([{"loss": LOSSES[loss].title, "condition": number,
+                   "bounded [0, E_max]²": bounded_text, "unbounded [0, ∞)²": unbounded_text}
+                  for loss, number, bounded_text, unbounded_text in geometry.VERDICT_TABLE])
+        st.caption("Inside a bounded box the conditions do not tell the naive loss from "
+                   "Chopra's: both are minimised by pushing every impostor to the largest "
+                   "energy there is. The difference shows with unbounded energies: the naive "
+                   "loss has no minimum and blows the energies up (lesson *Why a margin*), "
+                   "Chopra's is bounded below and its push dies off exponentially.")
 
     st.subheader("The plateau: L1 vs squared-L2 energy")
     plateau_left, plateau_right = st.columns([2, 1], gap="large")

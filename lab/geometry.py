@@ -9,17 +9,43 @@ asks three things of H (section 3, "conditions"):
 3. on the margin line E_I = E_G + m, the descent direction −∇H points into that half-plane:
    −∇H · [−1, 1] > 0.
 
-What the checks find (and the tests assert):
-- contrastive, margin m_c: H = 0 exactly on the segment E_G = 0, E_I >= m_c, so condition 2
-  holds for m < m_c and fails for m >= m_c (the end (0, m_c) is a minimiser); condition 3 too,
-  since −∇H·[−1, 1] = E_G + max(0, m_c − E_G − m) vanishes at (0, m) when m >= m_c;
-- Chopra, exp / L1: L_G' = 4E/Q >= 0 and L_I' = −5.54 e^{−2.77E/Q} < 0, so
-  −∇H·[−1, 1] = 4E_G/Q + 5.54 e^{−2.77E_I/Q} > 0 everywhere: condition 3 holds for every m.
-  L_I never reaches zero, so the minimum over the box is the corner (0, E_max): condition 2
-  holds exactly when m < E_max (with E_max = Q, when m < Q). The loss has no margin of its own:
-  it pushes every impostor toward the bound Q, ever more gently;
-- naive E_G − E_I: −∇H·[−1, 1] = 2 > 0 (condition 3 holds!) but H is unbounded below as E_I
-  grows, so it has no minimum and condition 2 fails: the reason a margin exists.
+Every loss is judged by the same rule, in one of two domains of energies:
+
+- **bounded**: E_G, E_I in the box [0, E_max]² (L2-normalised embeddings: E_max = 2 for L2,
+  4 for squared L2, 2√D for L1; for Chopra's loss Q is meant to be that bound);
+- **unbounded**: E_G, E_I in [0, ∞)² (embeddings free to grow, ``normalize=False``).
+
+Condition 1 holds when m > 0, a pair of pairs with E_G + m < E_I exists in the domain and the
+loss never penalises one (L_G smallest at 0, L_I non-increasing). Condition 2 holds when H
+*attains* its infimum in the domain and every minimiser lies strictly inside the half-plane.
+Condition 3 holds when L_G'(E_G) − L_I'(E_G + m) > 0 at every point of the margin line inside
+the domain. The verdicts, each with its derivation (m_c: contrastive margin; m: the
+half-plane's):
+
+Contrastive, margin m_c (L_G = E²/2, L_I = ½ max(0, m_c − E)²):
+  c1  bounded ✓ if m < E_max: L_G smallest at 0, L_I never grows.  unbounded ✓: the same terms.
+  c2  bounded ✓ iff m < min(m_c, E_max): H = 0 exactly on E_G = 0, E_I ∈ [min(m_c, E_max),
+      E_max].  unbounded ✓ iff m < m_c: H = 0 exactly on E_G = 0, E_I ≥ m_c.
+  c3  both ✓ iff m < m_c: L_G′ − L_I′ = E_G + max(0, m_c − E_G − m), which is 0 at E_G = 0
+      once m ≥ m_c.
+Chopra, bound Q (L_G = 2E²/Q, L_I = 2Q e^{−2.77E/Q}):
+  c1  bounded ✓ if m < E_max: L_G smallest at 0, L_I decreasing.  unbounded ✓: the same.
+  c2  bounded ✓ iff m < E_max: L_I strictly decreasing, so the one minimiser is (0, E_max).
+      unbounded ✗: inf H = 0 is approached as E_I → ∞ but never reached (L_I > 0); Q is
+      meant to bound the energy (E ≤ Q), which puts the paper in the bounded column.
+  c3  both ✓: L_G′ − L_I′ = 4E_G/Q + 5.54 e^{−2.77(E_G + m)/Q} > 0.
+Naive, no margin (L_G = E, L_I = −E):
+  c1  bounded ✓ if m < E_max: L_G smallest at 0, L_I decreasing.  unbounded ✓: the same.
+  c2  bounded ✓ iff m < E_max: the one minimiser is the corner (0, E_max), H = −E_max, as for
+      Chopra's.  unbounded ✗: H(0, E_I) = −E_I → −∞, no minimum at all.
+  c3  both ✓: L_G′ − L_I′ = 1 − (−1) = 2 > 0.
+
+So inside a bounded box the three conditions do not tell the naive loss from Chopra's: both are
+minimised by pushing every impostor to the largest energy there is. What the naive loss lacks
+shows when the energies are not bounded: it has no minimum and is lowered for ever by blowing
+the energies up (the "Why a margin" lesson trains unnormalised embeddings and sees exactly that),
+while Chopra's loss is bounded below and its push on impostors dies off exponentially. The tests
+(tests/test_geometry.py) check these verdicts against H computed by hand at chosen points.
 
 Then minimising H drives the machine to a solution with a margin. This module evaluates H, its
 gradient and the three checks for every pair loss of :mod:`lab.losses` (it reuses the very
@@ -58,7 +84,9 @@ class PairLossTerms:
     """L_G, L_I and their derivatives for one pair loss with its parameters fixed.
 
     minimisers(e_max): the analytic minimisers of H in the box [0, e_max]^2 (the end points when
-    they form a segment), or an empty list when H has no minimum.
+    they form a segment). ``impostor_floor``: inf of L_I over [0, ∞) (−∞ when unbounded
+    below); ``floor_reached_at``: the smallest E_I where L_I equals that floor, None when it is
+    only approached as E_I → ∞. Together they decide condition 2 for unbounded energies.
     """
 
     name: str
@@ -67,6 +95,8 @@ class PairLossTerms:
     genuine_slope: Curve
     impostor_slope: Curve
     minimisers: Callable[[float], list[tuple[float, float]]]
+    impostor_floor: float = 0.0
+    floor_reached_at: float | None = None
 
 
 def pair_loss_terms(loss: str, *, loss_margin: float = 1.0, q: float = 2.0) -> PairLossTerms:
@@ -89,6 +119,8 @@ def pair_loss_terms(loss: str, *, loss_margin: float = 1.0, q: float = 2.0) -> P
             genuine_slope=lambda E: np.asarray(E, dtype=float),
             impostor_slope=lambda E: -np.maximum(loss_margin - np.asarray(E, dtype=float), 0.0),
             minimisers=contrastive_minimisers,
+            impostor_floor=0.0,
+            floor_reached_at=max(loss_margin, 0.0),
         )
     if loss == "chopra":
         if not q > 0:
@@ -102,6 +134,8 @@ def pair_loss_terms(loss: str, *, loss_margin: float = 1.0, q: float = 2.0) -> P
                 -CHOPRA_RATE * np.asarray(E, dtype=float) / q),
             # L_G grows and L_I strictly decreases: the minimum is the corner E_G = 0, E_I = E_max.
             minimisers=lambda e_max: [(0.0, e_max)],
+            impostor_floor=0.0,
+            floor_reached_at=None,  # 2Q e^{-2.77 E/Q} > 0 for every finite E
         )
     if loss == "naive":
         return PairLossTerms(
@@ -110,7 +144,10 @@ def pair_loss_terms(loss: str, *, loss_margin: float = 1.0, q: float = 2.0) -> P
             impostor=lambda E: naive_impostor(np.asarray(E, dtype=float)),
             genuine_slope=lambda E: np.ones_like(np.asarray(E, dtype=float)),
             impostor_slope=lambda E: -np.ones_like(np.asarray(E, dtype=float)),
-            minimisers=lambda e_max: [],  # unbounded below: no minimum
+            # in a box: H = E_G − E_I is smallest at the corner (0, E_max), like Chopra's
+            minimisers=lambda e_max: [(0.0, e_max)],
+            impostor_floor=-np.inf,  # −E → −∞: no minimum once energies are unbounded
+            floor_reached_at=None,
         )
     raise ValueError(f"no (E_G, E_I) view for loss {loss!r}; pair losses: {', '.join(PAIR_LOSSES)}")
 
@@ -215,23 +252,36 @@ def _tolerance(values: np.ndarray) -> float:
     return 1e-12 * max(1.0, scale)
 
 
+def _reach(e_max: float, margin: float, loss_margin: float, q: float) -> float:
+    """How far the unbounded checks sample: far beyond every scale of the loss."""
+    return 1e3 * max(e_max, margin, loss_margin, q, 1.0)
+
+
+def _samples(top: float, n: int) -> np.ndarray:
+    """[0, top], fine near 0 (where the margins live) and geometric beyond."""
+    near = np.linspace(0.0, min(top, 10.0), n)
+    return np.unique(np.concatenate([near, np.geomspace(min(top, 10.0), top, n)])) \
+        if top > 10.0 else near
+
+
 def check_condition1(loss: str, margin: float, e_max: float, *, loss_margin: float = 1.0,
-                     q: float = 2.0, n: int = 401) -> ConditionCheck:
+                     q: float = 2.0, n: int = 401, bounded: bool = True) -> ConditionCheck:
     """Condition 1: a margin m > 0 exists.
 
     In the paper it is an assumption on the machine (some W separates the pairs by m). What the
     energy plane can check is its part: m > 0, a separated configuration is reachable
-    (E_G = 0, E_I = E_max with m < E_max), and the loss never penalises separating: L_G is
-    smallest at E_G = 0 and L_I does not grow with E_I on [0, E_max]. Whether the loss also has
-    a minimum there is condition 2. A run's measured share is :func:`margin_share`.
+    (bounded: m < E_max; unbounded: always), and the loss never penalises separating: L_G is
+    smallest at E_G = 0 and L_I does not grow with E_I. Whether the loss also has a minimum
+    there is condition 2. A run's measured share is :func:`margin_share`.
     """
     if not margin > 0:
         return ConditionCheck(False, f"The margin must be positive, got m = {margin:g}.")
-    if margin >= e_max:
+    if bounded and margin >= e_max:
         return ConditionCheck(False, f"Energies only reach {e_max:g}, so no pair of pairs can be "
                                      f"separated by m = {margin:g}.")
     terms = pair_loss_terms(loss, loss_margin=loss_margin, q=q)
-    energies = np.linspace(0.0, e_max, n)
+    top = e_max if bounded else _reach(e_max, margin, loss_margin, q)
+    energies = _samples(top, n)
     genuine, impostor = terms.genuine(energies), terms.impostor(energies)
     if genuine[0] > genuine.min() + _tolerance(genuine):
         return ConditionCheck(False, "The genuine term is not smallest at E_G = 0, so the loss "
@@ -239,21 +289,10 @@ def check_condition1(loss: str, margin: float, e_max: float, *, loss_margin: flo
     if np.any(np.diff(impostor) > _tolerance(impostor)):
         return ConditionCheck(False, "The impostor term grows with E_I somewhere, so pushing "
                                      "impostors apart by a margin is penalised.")
-    return ConditionCheck(True, f"Pairs with E_G + {margin:g} < E_I are reachable (E_I up to "
-                                f"{e_max:g}) and the loss never penalises them: L_G is smallest "
-                                f"at 0 and L_I never grows with E_I.")
-
-
-def _unbounded_below(terms: PairLossTerms, e_max: float) -> tuple[bool, float]:
-    """Does L_I keep decreasing as E_I grows past the box? Compare successive decades.
-
-    A bounded-below L_I (a hinge, an exponential) decreases by ever less per decade of E_I;
-    an unbounded one (−E, −log E) decreases at least as much in the last decade as the first.
-    """
-    far = e_max * 10.0 ** np.arange(0, 7)
-    values = terms.impostor(far)
-    first, last = values[0] - values[1], values[-2] - values[-1]
-    return bool(last > 1e-9 * max(1.0, abs(values[0])) and last >= 0.5 * first), float(far[-1])
+    reach = f"E_I up to {e_max:g}" if bounded else "energies are unbounded"
+    return ConditionCheck(True, f"Pairs with E_G + {margin:g} < E_I are reachable ({reach}) "
+                                f"and the loss never penalises them: L_G is smallest at 0 and "
+                                f"L_I never grows with E_I.")
 
 
 def _minimisers(terms: PairLossTerms, e_max: float, n: int) -> list[tuple[float, float]]:
@@ -270,45 +309,63 @@ def _minimisers(terms: PairLossTerms, e_max: float, n: int) -> list[tuple[float,
 
 
 def check_condition2(loss: str, margin: float, e_max: float, *, loss_margin: float = 1.0,
-                     q: float = 2.0, n: int = 401) -> ConditionCheck:
-    """Condition 2: every minimiser of H in [0, E_max]^2 lies strictly inside E_G + m < E_I.
+                     q: float = 2.0, n: int = 401, bounded: bool = True) -> ConditionCheck:
+    """Condition 2: H attains its minimum and every minimiser lies strictly inside E_G + m < E_I.
 
-    First the tail: if L_I keeps falling without bound as E_I grows (the naive loss), H has no
-    minimum at all. Otherwise the minimisers are found on an n x n grid and completed with the
-    analytic ones (for the contrastive loss the whole segment E_G = 0, E_I in [m_c, E_max], whose
-    end (0, m_c) decides the verdict exactly at m = m_c).
+    Bounded energies: the minimisers of H over [0, E_max]² (a compact box, so they exist) are
+    found on an n x n grid and completed with the analytic ones (for the contrastive loss the
+    whole segment E_G = 0, E_I in [m_c, E_max], whose end (0, m_c) decides the verdict exactly
+    at m = m_c). Unbounded energies: L_G is smallest at 0, so H attains its infimum only if L_I
+    reaches its floor at a finite E_I (the contrastive hinge does at m_c; Chopra's exponential
+    only approaches 0; the naive −E has no floor at all).
     """
     terms = pair_loss_terms(loss, loss_margin=loss_margin, q=q)
-    unbounded, far = _unbounded_below(terms, e_max)
-    if unbounded:
-        value = float(terms.genuine(0.0) + terms.impostor(far))
-        return ConditionCheck(False, f"H has no minimum: it keeps decreasing as E_I grows "
-                                     f"(H(0, {far:.3g}) = {value:.3g}), so the loss is lowered "
-                                     f"forever by blowing energies up.")
+    if not bounded:
+        if not np.isfinite(terms.impostor_floor):
+            return ConditionCheck(False, "With unbounded energies H has no minimum: "
+                                         "H(0, E_I) = L_G(0) + L_I(E_I) → −∞ as E_I grows, so "
+                                         "the loss is lowered for ever by blowing energies up.")
+        if terms.floor_reached_at is None:
+            floor = float(terms.genuine(0.0)) + terms.impostor_floor
+            return ConditionCheck(False, f"With unbounded energies H has no minimum: it "
+                                         f"approaches {floor:g} as E_I → ∞ but never reaches "
+                                         f"it (L_I stays above its floor), so descent pushes "
+                                         f"impostors apart for ever, ever more gently.")
+        start = terms.floor_reached_at
+        if start > margin:
+            return ConditionCheck(True, f"H is smallest on E_G = 0, E_I ≥ {start:g}, inside "
+                                        f"the half-plane E_G + {margin:g} < E_I.")
+        return ConditionCheck(False, f"H reaches its minimum at E_G, E_I = (0, {start:g}), where "
+                                     f"E_I − E_G = {start:g} is not more than m = {margin:g}: a "
+                                     f"minimiser lies outside the half-plane.")
     points = _minimisers(terms, e_max, n)
     worst = min(points, key=lambda point: point[1] - point[0])
     where = f"({worst[0]:.3g}, {worst[1]:.3g})"
     if worst[1] - worst[0] > margin:
-        return ConditionCheck(True, f"H is smallest at E_G, E_I = {where}"
-                                    f"{' and along a segment' if len(points) > 1 else ''}, inside "
-                                    f"the half-plane E_G + {margin:g} < E_I.")
+        return ConditionCheck(True, f"In the box [0, {e_max:g}]², H is smallest at E_G, E_I = "
+                                    f"{where}{' and along a segment' if len(points) > 1 else ''}"
+                                    f", inside the half-plane E_G + {margin:g} < E_I.")
     return ConditionCheck(False, f"H reaches its minimum at E_G, E_I = {where}, where "
                                  f"E_I − E_G = {worst[1] - worst[0]:.3g} is not more than "
                                  f"m = {margin:g}: a minimiser lies outside the half-plane.")
 
 
 def check_condition3(loss: str, margin: float, e_max: float, *, loss_margin: float = 1.0,
-                     q: float = 2.0, n: int = 401) -> ConditionCheck:
-    """Condition 3: on the margin line E_I = E_G + m, −∇H · [−1, 1] > 0 at every sampled point.
+                     q: float = 2.0, n: int = 401, bounded: bool = True) -> ConditionCheck:
+    """Condition 3: on the margin line E_I = E_G + m, −∇H · [−1, 1] > 0 at every sampled point
+    (of the box when bounded, of [0, ∞) otherwise).
 
     −∇H · [−1, 1] = ∂H/∂E_G − ∂H/∂E_I = L_G'(E_G) − L_I'(E_I): descent lowers E_G or raises E_I
     faster than it does the opposite, i.e. it crosses the line into the half-plane.
     """
-    e_genuine, e_impostor = margin_line(margin, e_max)
-    if e_genuine.size == 0:
-        return ConditionCheck(False, f"The margin line E_I = E_G + {margin:g} lies outside the "
-                                     f"box of reachable energies [0, {e_max:g}]².")
-    samples = np.linspace(e_genuine[0], e_genuine[1], n)
+    if bounded:
+        e_genuine, _ = margin_line(margin, e_max)
+        if e_genuine.size == 0:
+            return ConditionCheck(False, f"The margin line E_I = E_G + {margin:g} lies outside "
+                                         f"the box of reachable energies [0, {e_max:g}]².")
+        samples = np.linspace(e_genuine[0], e_genuine[1], n)
+    else:
+        samples = _samples(_reach(e_max, margin, loss_margin, q), n) + max(0.0, -margin)
     d_genuine, d_impostor = h_gradient(loss, samples, samples + margin, loss_margin=loss_margin,
                                        q=q)
     into = d_genuine - d_impostor
@@ -323,12 +380,36 @@ def check_condition3(loss: str, margin: float, e_max: float, *, loss_margin: flo
 
 
 def check_conditions(loss: str, margin: float, e_max: float, *, loss_margin: float = 1.0,
-                     q: float = 2.0, n: int = 401) -> Conditions:
-    """Conditions 1-3 of Chopra 2005 for one loss and margin (fast enough for a slider)."""
-    options = {"loss_margin": loss_margin, "q": q, "n": n}
+                     q: float = 2.0, n: int = 401, bounded: bool = True) -> Conditions:
+    """Conditions 1-3 of Chopra 2005 for one loss and margin (fast enough for a slider).
+    ``bounded``: energies live in [0, e_max]²; otherwise in [0, ∞)² (e_max only draws)."""
+    options = {"loss_margin": loss_margin, "q": q, "n": n, "bounded": bounded}
     return Conditions(check_condition1(loss, margin, e_max, **options),
                       check_condition2(loss, margin, e_max, **options),
                       check_condition3(loss, margin, e_max, **options))
+
+
+VERDICT_TABLE = (
+    # (loss, condition, bounded verdict and derivation, unbounded verdict and derivation)
+    ("contrastive", 1, "✓ if m < E_max: L_G = E²/2 smallest at 0, L_I = ½max(0, m_c − E)² "
+                       "never grows", "✓: the same terms; every m is reachable"),
+    ("contrastive", 2, "✓ iff m < min(m_c, E_max): H = 0 exactly on E_G = 0, "
+                       "E_I ∈ [min(m_c, E_max), E_max]",
+     "✓ iff m < m_c: H = 0 exactly on E_G = 0, E_I ≥ m_c"),
+    ("contrastive", 3, "✓ iff m < m_c: L_G′ − L_I′ = E_G + max(0, m_c − E_G − m), 0 at E_G = 0 "
+                       "once m ≥ m_c", "✓ iff m < m_c: the same expression"),
+    ("chopra", 1, "✓ if m < E_max: L_G = 2E²/Q smallest at 0, L_I = 2Q e^{−2.77E/Q} "
+                  "decreasing", "✓: the same terms"),
+    ("chopra", 2, "✓ iff m < E_max: L_I strictly decreasing, so the minimiser is the corner "
+                  "(0, E_max)", "✗: inf H = 0 approached as E_I → ∞, never reached (L_I > 0); "
+                                "Q is meant to bound E"),
+    ("chopra", 3, "✓: 4E_G/Q + 5.54 e^{−2.77(E_G+m)/Q} > 0", "✓: the same expression"),
+    ("naive", 1, "✓ if m < E_max: L_G = E smallest at 0, L_I = −E decreasing",
+     "✓: the same terms"),
+    ("naive", 2, "✓ iff m < E_max: the minimiser is the corner (0, E_max), H = −E_max, as for "
+                 "Chopra's", "✗: H(0, E_I) = −E_I → −∞, no minimum at all"),
+    ("naive", 3, "✓: L_G′ − L_I′ = 1 − (−1) = 2 > 0", "✓: the same"),
+)
 
 
 @dataclass(frozen=True)
@@ -341,12 +422,13 @@ class GeometryView:
 
 
 def geometry_view(loss: str, margin: float, e_max: float, *, loss_margin: float = 1.0,
-                  q: float = 2.0, n_grid: int = 101, n_arrows: int = 15) -> GeometryView:
+                  q: float = 2.0, n_grid: int = 101, n_arrows: int = 15,
+                  bounded: bool = True) -> GeometryView:
     """H on a grid, the gradient lattice and conditions 1-3: a few milliseconds, no training."""
     options = {"loss_margin": loss_margin, "q": q}
     return GeometryView(h_grid(loss, e_max, n=n_grid, **options),
                         gradient_field(loss, e_max, n=n_arrows, **options),
-                        check_conditions(loss, margin, e_max, **options))
+                        check_conditions(loss, margin, e_max, bounded=bounded, **options))
 
 
 # --- a run's real energies as points -------------------------------------------------------

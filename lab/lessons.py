@@ -158,12 +158,13 @@ def conditions_figures(config: RunConfig) -> Figures:
 
     extra = config.extra or {}
     m, e_max = float(extra.get("m", 0.5)), float(extra.get("e_max", 2.0))
+    bounded = bool(extra.get("bounded", True))
     found = check_conditions(config.loss, m, e_max, loss_margin=config.margin,
-                             q=float(config.chopra_q or 2.0))
+                             q=float(config.chopra_q or 2.0), bounded=bounded)
     checks = (found.condition1, found.condition2, found.condition3)
     figures: Figures = {f"condition{k}": c.ok for k, c in enumerate(checks, start=1)}
     figures.update({f"reason{k}": c.reason for k, c in enumerate(checks, start=1)})
-    figures.update(all_ok=found.all_ok, m=m, e_max=e_max, status="computed")
+    figures.update(all_ok=found.all_ok, m=m, e_max=e_max, bounded=bounded, status="computed")
     return figures
 
 
@@ -176,6 +177,8 @@ def geometry_query(config: RunConfig) -> dict[str, str]:
         query["mc"] = f"{config.margin:g}"
     if config.loss == "chopra":
         query["q"] = f"{float(config.chopra_q or 2.0):g}"
+    if not extra.get("bounded", True):
+        query["bounded"] = "0"
     return query
 
 
@@ -300,8 +303,10 @@ def _check_conditions(measured: dict[str, Figures]) -> tuple[bool, str]:
 
     small = measured["contrastive m_c = 1, m = 0.5"]
     large = measured["contrastive m_c = 1, m = 1.5"]
-    naive, chopra = measured["naive, m = 0.5"], measured["Chopra Q = 2, m = 0.5"]
-    passed = (small["all_ok"] and not large["condition2"] and not naive["condition2"]
+    naive_box, naive_free = measured[_NAIVE_BOX], measured[_NAIVE_FREE]
+    chopra = measured["Chopra Q = 2, m = 0.5"]
+    passed = (small["all_ok"] and not large["condition2"] and naive_box["all_ok"]
+              and not naive_free["condition2"] and naive_free["condition3"]
               and chopra["all_ok"])
     sentence = "; ".join(f"{label}: {marks(label)}" for label in measured)
     return passed, sentence
@@ -317,6 +322,9 @@ def _check_shots(measured: dict[str, Figures]) -> tuple[bool, str]:
 
 
 # --- the lessons ---------------------------------------------------------------------------
+
+_NAIVE_BOX = "naive, m = 0.5, energies ≤ 2"
+_NAIVE_FREE = "naive, m = 0.5, unbounded energies"
 
 # Plain SGD follows the gradient's size (Adam would rescale it), as the papers trained.
 _SGD = {"optimizer": "sgd", "lr": 0.05}
@@ -342,9 +350,13 @@ LESSON_LIST: list[Lesson] = [
                 "trainer stops it as *diverged*), and genuine pairs grow with them. The "
                 "contrastive loss stops pushing an impostor once it is beyond the margin m, so "
                 "its energies stay of order m and the net spends its effort on clustering.",
-        claim="Chopra, Hadsell & LeCun (2005), section 3: a loss that only lowers E_G and raises "
-              "E_I has trivial, useless minima; the loss must contain a margin (condition 1), "
-              "so that minimising it drives the machine to E_G + m < E_I and no further.",
+        claim="Chopra, Hadsell & LeCun (2005), section 3: a margin m should be part of the loss "
+              "to prevent trivial solutions (condition 1), and minimising the loss must drive "
+              "the machine to E_G + m < E_I (conditions 2-3). With unnormalised embeddings, as "
+              "here, the energies are unbounded and the naive loss E_G − E_I has no minimum at "
+              "all: it is lowered for ever by blowing every energy up. (Were the energies "
+              "bounded, its minimum would be the corner E_G = 0, E_I = E_max, as for Chopra's "
+              "loss: see the geometry page.)",
         variants=(
             ("naive, no margin", _v(loss="naive", normalize=False, lr=1e-2)),
             ("contrastive, m = 1", _v(loss="contrastive", margin=1.0, normalize=False, lr=1e-2)),
@@ -509,7 +521,11 @@ LESSON_LIST: list[Lesson] = [
                 "loss with its own margin m_c = 1, ask for the half-plane E_G + m < E_I: with "
                 "m = 0.5 all three conditions hold; with m = 1.5 the minimum of H, at "
                 "E_G = 0, E_I = m_c = 1, lies outside the half-plane (condition 2 ✗). The naive "
-                "loss has no minimum at all. Chopra's exponential loss satisfies all three.",
+                "loss depends on whether the energies are bounded: in the box [0, 2]² "
+                "(normalised embeddings) its minimum is the corner (0, 2), inside the "
+                "half-plane, exactly like Chopra's (all three ✓); with unbounded energies it has "
+                "no minimum at all (condition 2 ✗). Chopra's exponential loss satisfies all "
+                "three in the box its Q bounds.",
         claim="Chopra et al. (2005), section 3: a loss drives the machine to solutions with "
               "E_G + m < E_I when H(E_G, E_I) = L_G(E_G) + L_I(E_I) has its minimum in that "
               "half-plane (condition 2) and −∇H points into it on the margin line "
@@ -519,13 +535,15 @@ LESSON_LIST: list[Lesson] = [
                                                        extra={"m": 0.5, "e_max": 2.0})),
             ("contrastive m_c = 1, m = 1.5", RunConfig(loss="contrastive", margin=1.0,
                                                        extra={"m": 1.5, "e_max": 2.0})),
-            ("naive, m = 0.5", RunConfig(loss="naive", extra={"m": 0.5, "e_max": 2.0})),
+            (_NAIVE_BOX, RunConfig(loss="naive", extra={"m": 0.5, "e_max": 2.0})),
+            (_NAIVE_FREE, RunConfig(loss="naive", extra={"m": 0.5, "e_max": 2.0,
+                                                         "bounded": False})),
             ("Chopra Q = 2, m = 0.5", RunConfig(loss="chopra", energy="l1", chopra_q=2.0,
                                                 extra={"m": 0.5, "e_max": 2.0})),
         ),
         metric="condition2",
-        expect="contrastive m = 0.5: ✓✓✓; m = 1.5: condition 2 ✗; naive: condition 2 ✗; "
-               "Chopra: ✓✓✓",
+        expect="contrastive m = 0.5: ✓✓✓; m = 1.5: condition 2 ✗; naive in the box: ✓✓✓; "
+               "naive unbounded: condition 2 ✗; Chopra: ✓✓✓",
         check=_check_conditions,
         trains=False,
         geometry={"view": "contrastive", "mc": "1", "m": "1.5", "emax": "2"},

@@ -159,9 +159,12 @@ def naive_loss(embeddings: torch.Tensor, labels: torch.Tensor, *, energy: str = 
 
         L = mean over mined pairs of  E  (genuine)  or  −E  (impostor)
 
-    It is unbounded below: scaling every embedding up lowers it forever, or it collapses
-    everything to one point. Chopra 2005 (conditions 1-3) explains why; the trainer stops it
-    when the loss stops being a finite number.
+    Without normalisation it is unbounded below: scaling every embedding up raises impostor
+    energies faster than genuine ones and lowers the loss for ever (it does not collapse: a
+    collapse, all energies 0, gives L = 0, which any spread beats). With L2-normalised
+    embeddings the energy is bounded and the minimum is E_G = 0, E_I = E_max, as for Chopra's
+    loss (lab.geometry has the derivation). The trainer stops it when the loss stops being a
+    finite number.
     """
     e_genuine, e_impostor = _pair_energies(embeddings, labels, energy, indices)
     losses = torch.cat([naive_genuine(e_genuine), naive_impostor(e_impostor)])

@@ -61,7 +61,8 @@ def test_the_conditions_lesson_needs_no_training_and_flips():
     measured = result.measured
     assert measured["contrastive m_c = 1, m = 0.5"]["all_ok"]
     assert not measured["contrastive m_c = 1, m = 1.5"]["condition2"]
-    assert not measured["naive, m = 0.5"]["condition2"]
+    assert measured["naive, m = 0.5, energies ≤ 2"]["all_ok"]  # minimum at the corner (0, 2)
+    assert not measured["naive, m = 0.5, unbounded energies"]["condition2"]  # H → −∞
     query = geometry_query(lesson.variants[1][1])
     assert query == {"view": "contrastive", "m": "1.5", "emax": "2", "mc": "1"}
 
