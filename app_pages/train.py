@@ -12,6 +12,7 @@ from lab.losses import LOSSES
 from lab.runs import RunError
 from lab.urlstate import config_from_query, config_to_query
 from lab.views import runs_table
+from ui.changes import change_settings
 from ui.inspector import inspector_for_job
 from ui.live import live_view
 from ui.reports import run_report_button
@@ -235,6 +236,8 @@ with stage:
                    "writable) to keep the next runs.")
     if job is not None and job.retry_note:
         st.info(job.retry_note)
+    if job is not None and job.paused:
+        change_settings(job)
     live_tab, inspector_tab = st.tabs(["📈 Live", "🔍 Miner inspector"])
     with live_tab:
         live_view(job, config, presenter=not show_controls)

@@ -334,8 +334,30 @@ class TrainingJob:
         if not self._resume.is_set() and not self._cancel.is_set():
             self.status = "paused"
             self._resume.wait()
+            self._apply_changes()
             self.status = "running"
         return not self._cancel.is_set()
+
+    def change(self, **settings) -> dict:
+        """While paused: new learning rate and/or margin for the rest of the run (lab.changes);
+        applied when it goes on, recorded in the history. ValueError when out of range."""
+        from lab.changes import check
+
+        if self.status != "paused":
+            raise ValueError("settings can only change while the run is paused")
+        changes = check(settings, self.config)
+        with self._lock:
+            self._changes = {**getattr(self, "_changes", {}), **changes}
+        return changes
+
+    def _apply_changes(self) -> None:
+        from lab.changes import apply_changes
+
+        with self._lock:
+            changes, self._changes = getattr(self, "_changes", {}), {}
+        if changes and self._trainer is not None:
+            apply_changes(self._trainer, changes)
+            self.config = self.config.replace(**changes)
 
     def _watch(self) -> None:
         """Stop a job whose page went away, so its slot and thread are freed."""

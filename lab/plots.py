@@ -129,9 +129,13 @@ def loss_curve(
     eer: Sequence[float] | None = None,
     active_fraction: Sequence[float] | None = None,
     title: str = "Loss",
+    changes: Sequence[tuple[float, str]] | None = None,
     presenter: bool = False,
 ) -> go.Figure:
     """Training loss per epoch, with validation EER and active fraction on a [0, 1] right axis.
+
+    ``changes``: (epoch, label) of settings changed mid-run (lab.changes.markers), drawn as
+    dashed vertical lines where the new setting began.
 
     Both optional series are fractions, so they share the secondary axis; the loss keeps its own
     scale (it can span decades, e.g. Chopra's exponential impostor term).
@@ -167,6 +171,10 @@ def loss_curve(
                          tickmode="linear", tick0=0, dtick=0.2, tickformat=".0%")  # fmt: skip
     else:
         fig.update_yaxes(title_text="loss")
+    for x, label in changes or ():
+        fig.add_vline(x=x, line=dict(color=COLORS["threshold"], width=2, dash="dash"),
+                      annotation=dict(text=label, textangle=-90, font=dict(
+                          color=COLORS["threshold"])), annotation_position="top left")
     if loss_arr.size == 0:
         _note(fig, "No epoch finished yet")
     if secondary:

@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from lab.changes import apply_changes
+from lab.changes import scheduled as scheduled_changes
 from lab.config import RunConfig
 from lab.evaluate import Verification, embed, evaluate_embeddings
 from lab.lighting import light_batch
@@ -275,6 +277,7 @@ class Trainer:
         self.val_verification: Verification | None = None
         self.metrics: dict | None = None
         self.health_records: list[dict] = []  # history as train_run records it (lab.health)
+        self.pending_changes: dict = {}  # changed while paused, for the next report (lab.changes)
         self._snapshot = self._state()
 
     # -- control -----------------------------------------------------------------------------
@@ -351,7 +354,9 @@ class Trainer:
         self.status, self.message = "running", ""
         self.model.train()
         epoch = 0
+        plan = scheduled_changes(c)  # settings changed mid-run, replayed (lab.changes)
         for epoch in range(1, c.epochs + 1):
+            apply_changes(self, plan.get(epoch, {}))
             batches = self._epoch_batches(epoch)
             steps = c.steps_per_epoch or len(batches)
             for k in range(steps):
@@ -575,6 +580,7 @@ def _add_health(trainer: Trainer, report: EpochReport) -> None:
     embeddings the report already holds; the final evaluation gets the findings."""
     from lab import health
 
+    report.changes, trainer.pending_changes = trainer.pending_changes, {}
     report.health = health.epoch_statistics(
         trainer.config, report.probe_embeddings, trainer.probe_labels.numpy(),
         trainer.probe_is_test.numpy(), report.seen_embeddings, trainer.seen_labels.numpy())

@@ -7,6 +7,7 @@ import streamlit as st
 
 import ui
 from lab import plots
+from lab.changes import markers
 from lab.energy import energy_bound
 from lab.views import eta_seconds, live_map, pair_energies, verification_of
 from ui.health import health_banner
@@ -98,6 +99,7 @@ def live_view(job, config, presenter: bool = False) -> None:
         with left:
             fig = plots.loss_curve(epochs, [r.loss for r in reports],
                                    active_fraction=[r.active_fraction for r in reports],
+                                   changes=markers([r.record() for r in reports]),
                                    presenter=presenter)
             st.plotly_chart(fig, width="stretch", key="live-loss")
         emb = latest.probe_embeddings
