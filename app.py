@@ -3,6 +3,7 @@
 import streamlit as st
 
 import ui
+import ui.challenge as challenge_ui
 
 st.set_page_config(page_title="Metric Lab", page_icon="📏", layout="wide")
 
@@ -15,9 +16,12 @@ PAGES = [
     st.Page("app_pages/compare.py", title="ROC & compare", icon="📈", url_path="compare"),
     st.Page("app_pages/verify.py", title="Verify a pair", icon="🪪", url_path="verify"),
     st.Page("app_pages/lessons.py", title="Lessons", icon="🎓", url_path="lessons"),
+    st.Page("app_pages/challenge.py", title="Class challenge", icon="🏆", url_path="challenge"),
+    st.Page("app_pages/leaderboard.py", title="Leaderboard", icon="📋", url_path="leaderboard"),
 ]
 
 page = st.navigation(PAGES)
+challenge_ui.announce_teacher_key()  # printed in the console, like a notebook's token
 ui.warm_up_umap_in_background()  # numba compiles while the user reads the home page
 if page.url_path != "train":  # Train shows (and polls) the same job in its own live view
     ui.sidebar_status()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 import ui
+import ui.challenge as challenge_ui
 from lab import config as cfg
 from lab import fields
 from lab.jobs import TrainingJob
@@ -39,6 +40,7 @@ if ui.CONFIG_KEY not in st.session_state:
         st.warning(warning)
 for name, value in st.session_state[ui.CONFIG_KEY].to_dict().items():
     st.session_state.setdefault(f"cfg_{name}", value)
+challenge_ui.lock_train_widgets()  # a class challenge's fixed settings win over URL and session
 
 
 def widget(name: str, kind, label: str, **kwargs):
@@ -60,6 +62,7 @@ def widget(name: str, kind, label: str, **kwargs):
         kwargs.setdefault("max_value", spec.high if spec.kind == "float" else int(spec.high))
     elif kind is st.selectbox:
         kwargs.setdefault("options", spec.choices)
+    kwargs.setdefault("disabled", challenge_ui.locked(name))
     return kind(label, key=f"cfg_{name}", help=kwargs.pop("help", None) or spec.help, **kwargs)
 
 
@@ -165,7 +168,7 @@ if show_controls:
 else:
     stage = st.container()
 
-config = current_config()
+config = challenge_ui.constrain(current_config())
 st.session_state[ui.CONFIG_KEY] = config
 query = config_to_query(config)
 if st.query_params.get("presenter") == "1":
@@ -182,7 +185,8 @@ def start(paused: bool = False) -> None:
     if wrong:
         st.session_state["train_error"] = " ".join(wrong)
         return
-    new_job = TrainingJob(config, store=ui.run_store(), start_paused=paused)
+    new_job = TrainingJob(config, store=ui.run_store(), start_paused=paused,
+                          time_budget=challenge_ui.time_budget())
     st.session_state[ui.JOB_KEY] = new_job.start()
     st.session_state.pop("live_cache", None)
 
@@ -217,6 +221,7 @@ with stage:
     st.caption("Press **Run** and watch a siamese network learn a metric: genuine pairs pulled "
                "together, impostors pushed beyond the margin. Everything below is measured on "
                "identities the network never sees in training.")
+    challenge_ui.train_banner()
     buttons = st.columns(5)
     running = job is not None and job.active and not job.paused
     buttons[0].button("▶ Run" if not (job and job.paused) else "▶ Resume", on_click=on_run,
