@@ -28,7 +28,10 @@ install-dev: $(VENV)/.installed-dev
 
 run: install
 	@echo "Metric Lab: open http://$(HOST):$(PORT) in your browser (Ctrl+C stops it)"
-	$(PY) -m streamlit run app.py --server.address $(HOST) --server.port $(PORT) --server.headless true
+	@key="$${METRIC_LAB_TEACHER_KEY:-$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(12))')}"; \
+	echo "Teacher key for the Class challenge page: $$key (set METRIC_LAB_TEACHER_KEY to choose it)"; \
+	METRIC_LAB_TEACHER_KEY="$$key" $(PY) -m streamlit run app.py --server.address $(HOST) \
+		--server.port $(PORT) --server.headless true
 
 # Debian's chromium for the browser tests: installed when missing and we are root; otherwise the
 # browser tests skip and say why.
