@@ -104,6 +104,7 @@ class BatchedTrainer:
         else:
             self.optimizer = torch.optim.Adam(weights, lr=c.lr, weight_decay=c.weight_decay)
         self.generators = [t.generator for t in self.trainers]
+        self.mining_generators = [t.mining_generator for t in self.trainers]
         self.active = [True] * len(self.trainers)
         self._stop = threading.Event()
         self.initial_probes = self._probes() if probes else None
@@ -188,7 +189,8 @@ class BatchedTrainer:
                     if not self.active[k] or k in diverged:
                         continue
                     output = trainer.criterion(embeddings[k].float(), labels,
-                                               generator=self.generators[k])
+                                               self.mining_generators[k],
+                                               first.batch_layouts[s % len(batches)])
                     if check_each_step and not torch.isfinite(output.loss):
                         diverged[k] = f"epoch {epoch} step {s + 1}"
                         continue

@@ -7,8 +7,10 @@ each loss is a genuine term L_G(E) plus an impostor term L_I(E), the H(E_G, E_I)
 the paper's conditions (see :mod:`lab.geometry`).
 
 Every batch loss has one call shape, ``loss(embeddings, labels, *, ..., indices=None)``, where
-``indices`` are mined pairs or triplets (:mod:`lab.mining`, all of them by default), and returns
-a :class:`LossOutput` with the numbers a live dashboard plots.
+``indices`` are mined pairs or triplets (:mod:`lab.mining`, all of them by default): index
+tuples, or the masked energies of :func:`lab.mining.mine_batch` that training uses (fixed
+shapes: a mean is a masked sum over a count, so no step waits for a GPU). It returns a
+:class:`LossOutput` with the numbers a live dashboard plots.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from lab.config import RunConfig
-from lab.energy import energy_bound, energy_matrix, pairwise_energy, safe_sqrt
+from lab.energy import energy_bound, pairwise_energy, safe_sqrt
 from lab.fields import LOSS_DEFAULTS
-from lab.mining import all_pairs, all_triplets, mine
+from lab.layout import LayoutCache, layout_of
+from lab.mining import MinedPairs, MinedTriplets, mine_batch
 
 Energy = Any  # a torch.Tensor, a numpy array or a float: the partial terms accept all three
 
@@ -90,33 +93,57 @@ def naive_impostor(E: Energy) -> Energy:
 
 # --- helpers shared by the batch losses ------------------------------------------------------
 
-def _nan(like: torch.Tensor) -> torch.Tensor:
-    return torch.tensor(float("nan"), dtype=like.dtype, device=like.device)
+def _masked_sum(values: torch.Tensor, mask: torch.Tensor | None):
+    """(sum, count) of the values the mask keeps (all when None); a masked sum, not a
+    gather, so its shape never depends on the data."""
+    if mask is None:
+        return values.sum(), values.numel()
+    return torch.where(mask, values, 0.0).sum(), mask.sum()
 
 
-def _mean_or_nan(values: torch.Tensor) -> torch.Tensor:
-    values = values.detach()
-    return values.mean() if values.numel() else _nan(values)
+def _mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean of the kept values, NaN when none is kept (0 / 0), without leaving the device."""
+    total, count = _masked_sum(values.detach(), mask)
+    return total / count
 
 
 def _pair_energies(embeddings: torch.Tensor, labels: torch.Tensor, energy: str,
-                   indices) -> tuple[torch.Tensor, torch.Tensor]:
-    anchor_g, other_g, anchor_i, other_i = all_pairs(labels) if indices is None else indices
-    e_genuine = pairwise_energy(embeddings[anchor_g], embeddings[other_g], energy)
-    e_impostor = pairwise_energy(embeddings[anchor_i], embeddings[other_i], energy)
-    return e_genuine, e_impostor
+                   indices) -> MinedPairs:
+    """Mined pairs as energies and masks: as given (mine_batch), from index tuples, or all
+    pairs i < j (None) with genuine/impostor masks computed on the labels' device."""
+    if isinstance(indices, MinedPairs):
+        return indices
+    if indices is None:
+        n = labels.shape[0]
+        first, second = torch.triu_indices(n, n, offset=1, device=embeddings.device)
+        e = pairwise_energy(embeddings[first], embeddings[second], energy)
+        genuine = labels[first] == labels[second]
+        return MinedPairs(e, e, genuine, ~genuine)
+    anchor_g, other_g, anchor_i, other_i = indices
+    return MinedPairs(pairwise_energy(embeddings[anchor_g], embeddings[other_g], energy),
+                      pairwise_energy(embeddings[anchor_i], embeddings[other_i], energy))
 
 
-def _output(losses: torch.Tensor, embeddings: torch.Tensor, e_genuine: torch.Tensor,
-            e_impostor: torch.Tensor) -> LossOutput:
-    """Mean over mined items; with nothing mined the loss is a differentiable zero."""
-    if losses.numel() == 0:
-        loss = embeddings.sum() * 0.0
-        active = torch.zeros((), dtype=embeddings.dtype, device=embeddings.device)
+def _output(terms, embeddings: torch.Tensor, genuine, impostor) -> LossOutput:
+    """Mean over the mined items of ``terms`` [(losses, mask), ...]; with nothing mined the
+    loss is a differentiable zero. ``genuine``/``impostor``: (energies, mask) to average."""
+    total = count = active = 0
+    for losses, mask in terms:
+        part, n = _masked_sum(losses, mask)
+        nonzero, _ = _masked_sum((losses.detach() != 0).to(embeddings.dtype), mask)
+        total, count, active = total + part, count + n, active + nonzero
+    if isinstance(count, torch.Tensor):
+        count = count.clamp(min=1)
     else:
-        loss = losses.mean()
-        active = (losses.detach() != 0).to(embeddings.dtype).mean()
-    return LossOutput(loss, active, _mean_or_nan(e_genuine), _mean_or_nan(e_impostor))
+        count = max(count, 1)
+    return LossOutput(total / count, active / count, _mean(*genuine), _mean(*impostor))
+
+
+def _pair_output(mined: MinedPairs, genuine_losses: torch.Tensor,
+                 impostor_losses: torch.Tensor, embeddings: torch.Tensor) -> LossOutput:
+    return _output([(genuine_losses, mined.genuine_mask), (impostor_losses, mined.impostor_mask)],
+                   embeddings, (mined.genuine, mined.genuine_mask),
+                   (mined.impostor, mined.impostor_mask))
 
 
 # --- pair and triplet losses ----------------------------------------------------------------
@@ -131,9 +158,9 @@ def contrastive_loss(embeddings: torch.Tensor, labels: torch.Tensor, *, energy: 
     Why the margin: impostors farther than m cost nothing, so the loss cannot be lowered by
     blowing the embedding up; it has to cluster genuine pairs instead.
     """
-    e_genuine, e_impostor = _pair_energies(embeddings, labels, energy, indices)
-    losses = torch.cat([contrastive_genuine(e_genuine), contrastive_impostor(e_impostor, margin)])
-    return _output(losses, embeddings, e_genuine, e_impostor)
+    pairs = _pair_energies(embeddings, labels, energy, indices)
+    return _pair_output(pairs, contrastive_genuine(pairs.genuine),
+                        contrastive_impostor(pairs.impostor, margin), embeddings)
 
 
 def chopra_loss(embeddings: torch.Tensor, labels: torch.Tensor, *, energy: str = "l1",
@@ -148,9 +175,9 @@ def chopra_loss(embeddings: torch.Tensor, labels: torch.Tensor, *, energy: str =
     gradient does not vanish at E = 0, so impostors sitting on top of each other still move.
     """
     q = energy_bound(energy, embeddings.shape[1]) if q is None else q
-    e_genuine, e_impostor = _pair_energies(embeddings, labels, energy, indices)
-    losses = torch.cat([chopra_genuine(e_genuine, q), chopra_impostor(e_impostor, q)])
-    return _output(losses, embeddings, e_genuine, e_impostor)
+    pairs = _pair_energies(embeddings, labels, energy, indices)
+    return _pair_output(pairs, chopra_genuine(pairs.genuine, q),
+                        chopra_impostor(pairs.impostor, q), embeddings)
 
 
 def naive_loss(embeddings: torch.Tensor, labels: torch.Tensor, *, energy: str = "l2",
@@ -166,9 +193,9 @@ def naive_loss(embeddings: torch.Tensor, labels: torch.Tensor, *, energy: str = 
     loss (lab.geometry has the derivation). The trainer stops it when the loss stops being a
     finite number.
     """
-    e_genuine, e_impostor = _pair_energies(embeddings, labels, energy, indices)
-    losses = torch.cat([naive_genuine(e_genuine), naive_impostor(e_impostor)])
-    return _output(losses, embeddings, e_genuine, e_impostor)
+    pairs = _pair_energies(embeddings, labels, energy, indices)
+    return _pair_output(pairs, naive_genuine(pairs.genuine), naive_impostor(pairs.impostor),
+                        embeddings)
 
 
 def triplet_loss(embeddings: torch.Tensor, labels: torch.Tensor, *, energy: str = "sqeuclidean",
@@ -180,10 +207,23 @@ def triplet_loss(embeddings: torch.Tensor, labels: torch.Tensor, *, energy: str 
     FaceNet uses the squared L2 energy on L2-normalised embeddings: an anchor's positive must be
     closer than its negative by α, relative to each other rather than to a fixed radius.
     """
-    anchor, positive, negative = all_triplets(labels) if indices is None else indices
-    e_ap = pairwise_energy(embeddings[anchor], embeddings[positive], energy)
-    e_an = pairwise_energy(embeddings[anchor], embeddings[negative], energy)
-    return _output(_relu(e_ap - e_an + margin), embeddings, e_ap, e_an)
+    triplets = _triplet_energies(embeddings, labels, energy, indices)
+    e_ap, e_an, mask = triplets.positive, triplets.negative, triplets.mask
+    return _output([(_relu(e_ap - e_an + margin), mask)], embeddings, (e_ap, mask), (e_an, mask))
+
+
+def _triplet_energies(embeddings: torch.Tensor, labels: torch.Tensor, energy: str,
+                      indices) -> MinedTriplets:
+    """Mined triplets as energies: as given (mine_batch), from an index tuple, or all of them
+    (None: the batch layout is computed from the labels on the host)."""
+    if isinstance(indices, MinedTriplets):
+        return indices
+    if indices is None:
+        return mine_batch("all", "triplet", embeddings, energy, layout_of(labels, labels.device),
+                          0.0)
+    anchor, positive, negative = indices
+    return MinedTriplets(pairwise_energy(embeddings[anchor], embeddings[positive], energy),
+                         pairwise_energy(embeddings[anchor], embeddings[negative], energy))
 
 
 # --- classifier losses (a head of weights W [C, D], one row per training identity) ----------
@@ -194,8 +234,9 @@ def _classifier_output(logits: torch.Tensor, embeddings: torch.Tensor, labels: t
     loss = F.cross_entropy(logits, labels)
     with torch.no_grad():
         active = (logits.argmax(dim=1) != labels).to(embeddings.dtype).mean()
-        e_genuine, e_impostor = _pair_energies(embeddings.detach(), labels, energy, None)
-    return LossOutput(loss, active, _mean_or_nan(e_genuine), _mean_or_nan(e_impostor))
+        pairs = _pair_energies(embeddings.detach(), labels, energy, None)
+    return LossOutput(loss, active, _mean(pairs.genuine, pairs.genuine_mask),
+                      _mean(pairs.impostor, pairs.impostor_mask))
 
 
 def _cosines(embeddings: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -445,14 +486,21 @@ class Criterion(nn.Module):
             else:
                 nn.init.xavier_normal_(self.weight)
         self.q = chopra_q_for(config) if config.loss == "chopra" else None
+        self.layouts = LayoutCache()  # the layouts of the batches seen, by label pattern
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor,
-                generator: torch.Generator | None = None) -> LossOutput:
+                generator: torch.Generator | None = None, layout=None) -> LossOutput:
+        """The loss of one batch. ``layout``: the batch's :class:`lab.layout.BatchLayout` on the
+        embeddings' device (the trainer passes it, computed on the host once per trainer);
+        without it the layout comes from the labels (on a GPU, reading them waits once per
+        new label pattern: the cache keeps the few last). ``generator``: the random miner's,
+        on the same device, so its draws never leave it."""
         config, kind = self.config, self.spec.kind
         if kind == "classifier":
             # Checked where it is free: on a GPU reading min/max would wait for the device every
-            # step, and the Trainer's labels were remapped to 0..C-1 on the CPU before moving.
-            if labels.device.type == "cpu" and labels.numel() and (
+            # step, and the Trainer (which passes a layout) remapped its labels to 0..C-1 on the
+            # host before they moved.
+            if layout is None and labels.device.type == "cpu" and labels.numel() and (
                     int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
                 raise ValueError(f"classifier labels must lie in 0..{self.num_classes - 1}")
             if config.loss == "softmax":
@@ -460,10 +508,10 @@ class Criterion(nn.Module):
                                     energy=config.energy)
             return self.spec.function(embeddings, labels, weight=self.weight, scale=config.scale,
                                       margin=config.margin, energy=config.energy)
-        energies = None
-        if config.miner in ("semihard", "batchhard"):
-            energies = energy_matrix(embeddings.detach(), config.energy)
-        indices = mine(config.miner, kind, energies, labels, config.margin, generator)
+        if layout is None:
+            layout = self.layouts.get(labels, embeddings.device)
+        indices = mine_batch(config.miner, kind, embeddings, config.energy, layout,
+                             config.margin, generator)
         if config.loss == "chopra":
             return chopra_loss(embeddings, labels, energy=config.energy, q=self.q,
                                indices=indices)

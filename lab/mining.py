@@ -8,11 +8,25 @@ Index tuples follow pytorch-metric-learning, so they can be handed to its losses
 Pairs are unordered (i < j): each pair of images is counted once. ``energies`` arguments are the
 [N, N] energy matrix of the batch (see :func:`lab.energy.energy_matrix`), computed with the same
 energy the loss uses, and are never differentiated here.
+
+Two forms of the same miners:
+- the index tuples above (``all_pairs``, ``semihard_triplets``, ...): readable, the form
+  pytorch-metric-learning takes, what the tests check against it; their length depends on the
+  data (``nonzero``), so on a GPU each call waits for the device;
+- :func:`mine_batch`, what training runs: the same pairs and triplets as masks over the fixed
+  layout of the batch (:mod:`lab.layout`), so every shape is known on the host and a step
+  never waits for the device. Random draws are made on the generator's device: the smallest
+  of uniform keys among the allowed positions is a uniform draw without replacement.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+
+from lab.energy import energy_matrix, pairwise_energy
+from lab.layout import BatchLayout, layout_of
 
 MINERS = ("all", "random", "semihard", "batchhard")
 
@@ -35,11 +49,38 @@ def all_pairs(labels: torch.Tensor) -> Pairs:
     return anchor_g, other_g, anchor_i, other_i
 
 
-def _sample(count: int, n: int, generator: torch.Generator | None, device) -> torch.Tensor:
-    """Up to n distinct positions in range(count), drawn with ``generator``."""
-    where = generator.device if generator is not None else "cpu"
-    order = torch.randperm(count, generator=generator, device=where)[: min(n, count)]
-    return order.sort().values.to(device)
+def _keys(shape: tuple[int, ...], generator: torch.Generator | None, device) -> torch.Tensor:
+    """Uniform keys in [0, 1), drawn with ``generator`` (on its device; pass one on the batch's
+    device, or the keys are copied there)."""
+    where = generator.device if generator is not None else torch.device(device)
+    keys = torch.rand(shape, generator=generator, device=where)
+    return keys if where == torch.device(device) else keys.to(device)
+
+
+def _draw(keys: torch.Tensor, allowed: torch.Tensor, count: int) -> torch.Tensor:
+    """Positions of the ``count`` smallest keys among the allowed ones, in increasing order:
+    ``count`` distinct allowed positions, uniformly (count <= allowed.sum(), known on the host)."""
+    keys = torch.where(allowed, keys, 2.0)
+    return keys.topk(count, largest=False, sorted=False).indices.sort().values
+
+
+def random_pair_positions(layout: BatchLayout, generator: torch.Generator | None,
+                          n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Up to n genuine and up to n impostor positions in the layout's pair list."""
+    keys = _keys((layout.first.shape[0],), generator, layout.device)
+    return (_draw(keys, layout.genuine, min(n, layout.genuine_pairs)),
+            _draw(keys, ~layout.genuine, min(n, layout.impostor_pairs)))
+
+
+def random_triplet_slots(layout: BatchLayout, generator: torch.Generator | None,
+                         n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Up to n triplets drawn uniformly without replacement: (anchor, positive slot, negative
+    slot) into the layout's [N, Q, M] grid."""
+    ok = layout.triplet_ok
+    _, q, m = ok.shape
+    flat = _draw(_keys((ok.numel(),), generator, layout.device), ok.reshape(-1),
+                 min(n, layout.triplets))
+    return flat // (q * m), (flat // m) % q, flat % m
 
 
 def random_pairs(labels: torch.Tensor, generator: torch.Generator | None = None,
@@ -49,10 +90,10 @@ def random_pairs(labels: torch.Tensor, generator: torch.Generator | None = None,
     Balanced because in a P x K batch only (K - 1) / (N - 1) of all pairs are genuine.
     """
     n = labels.shape[0] if n is None else n
-    anchor_g, other_g, anchor_i, other_i = all_pairs(labels)
-    keep_g = _sample(anchor_g.shape[0], n, generator, labels.device)
-    keep_i = _sample(anchor_i.shape[0], n, generator, labels.device)
-    return anchor_g[keep_g], other_g[keep_g], anchor_i[keep_i], other_i[keep_i]
+    layout = layout_of(labels, labels.device)
+    keep_g, keep_i = random_pair_positions(layout, generator, n)
+    return (layout.first[keep_g], layout.second[keep_g], layout.first[keep_i],
+            layout.second[keep_i])
 
 
 def all_triplets(labels: torch.Tensor) -> Triplets:
@@ -69,9 +110,9 @@ def random_triplets(labels: torch.Tensor, generator: torch.Generator | None = No
                     n: int | None = None) -> Triplets:
     """Up to n triplets drawn uniformly without replacement from all triplets (n defaults to N)."""
     n = labels.shape[0] if n is None else n
-    anchor, positive, negative = all_triplets(labels)
-    keep = _sample(anchor.shape[0], n, generator, labels.device)
-    return anchor[keep], positive[keep], negative[keep]
+    layout = layout_of(labels, labels.device)
+    anchor, q, m = random_triplet_slots(layout, generator, n)
+    return anchor, layout.positives[anchor, q], layout.negatives[anchor, m]
 
 
 def semihard_triplets(energies: torch.Tensor, labels: torch.Tensor, margin: float) -> Triplets:
@@ -151,3 +192,80 @@ def mine(miner: str, kind: str, energies: torch.Tensor | None, labels: torch.Ten
     else:
         triplets = batchhard_triplets(energies, labels)
     return triplets_to_pairs(triplets) if kind == "pair" else triplets
+
+
+# --- the same miners on the batch layout: fixed shapes, no host sync --------------------------
+
+@dataclass(frozen=True)
+class MinedPairs:
+    """Energies of the mined genuine and impostor pairs, and which of them count: a boolean
+    mask of the same shape, or None when all do. The shapes come from the layout, not from
+    what the data picked."""
+
+    genuine: torch.Tensor
+    impostor: torch.Tensor
+    genuine_mask: torch.Tensor | None = None
+    impostor_mask: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class MinedTriplets:
+    """E(a, p) and E(a, n) of the mined triplets (broadcastable to one shape), and the mask of
+    which count over that shape (None = all)."""
+
+    positive: torch.Tensor
+    negative: torch.Tensor
+    mask: torch.Tensor | None = None
+
+
+def mine_batch(miner: str, kind: str, embeddings: torch.Tensor, energy: str,
+               layout: BatchLayout, margin: float,
+               generator: torch.Generator | None = None) -> MinedPairs | MinedTriplets:
+    """What :func:`mine` selects, as energies (differentiable) with masks over the layout.
+
+    The same pairs and triplets as the index form, with these shapes (N images, Q positives
+    and M negatives per anchor):
+    - pairs, "all": every pair i < j, genuine and impostor masks; "random": n = N genuine and
+      N impostor pairs drawn on the device;
+    - triplets, "all": the [N, Q, M] grid; "random": N triplets drawn on the device;
+    - "semihard": the grid, masked by E(a,p) < E(a,n) < E(a,p) + margin (FaceNet); as pairs,
+      genuine (a, p) of any such triplet [N, Q] and impostor (a, n) of any [N, M], which are
+      the distinct pairs of :func:`triplets_to_pairs`;
+    - "batchhard": per anchor its hardest positive and negative [N], masked where the anchor
+      has both.
+    """
+    if miner not in MINERS:
+        raise ValueError(f"unknown miner {miner!r}; expected one of {', '.join(MINERS)}")
+    if kind not in ("pair", "triplet"):
+        raise ValueError(f"mining kind must be 'pair' or 'triplet', got {kind!r}")
+    n = layout.size
+    if kind == "pair" and miner in ("all", "random"):
+        first, second = layout.first, layout.second
+        if miner == "all":
+            e = pairwise_energy(embeddings[first], embeddings[second], energy)
+            return MinedPairs(e, e, layout.genuine, ~layout.genuine)
+        g, i = random_pair_positions(layout, generator, n)
+        return MinedPairs(pairwise_energy(embeddings[first[g]], embeddings[second[g]], energy),
+                          pairwise_energy(embeddings[first[i]], embeddings[second[i]], energy))
+    energies = energy_matrix(embeddings, energy)
+    e_ap = energies.gather(1, layout.positives)  # [N, Q]
+    e_an = energies.gather(1, layout.negatives)  # [N, M]
+    if miner == "all":
+        return MinedTriplets(e_ap[:, :, None], e_an[:, None, :], layout.triplet_ok)
+    if miner == "random":
+        anchor, q, m = random_triplet_slots(layout, generator, n)
+        return MinedTriplets(e_ap[anchor, q], e_an[anchor, m])
+    if miner == "semihard":
+        ap, an = e_ap.detach()[:, :, None], e_an.detach()[:, None, :]
+        chosen = layout.triplet_ok & (ap < an) & (an < ap + margin)
+        if kind == "triplet":
+            return MinedTriplets(e_ap[:, :, None], e_an[:, None, :], chosen)
+        return MinedPairs(e_ap, e_an, chosen.any(dim=2), chosen.any(dim=1))
+    inf = torch.finfo(energies.dtype).max
+    hardest_p = e_ap.detach().masked_fill(~layout.positive_ok, -inf).argmax(dim=1, keepdim=True)
+    hardest_n = e_an.detach().masked_fill(~layout.negative_ok, inf).argmin(dim=1, keepdim=True)
+    has_both = layout.positive_ok.any(dim=1) & layout.negative_ok.any(dim=1)
+    e_p, e_n = e_ap.gather(1, hardest_p).squeeze(1), e_an.gather(1, hardest_n).squeeze(1)
+    if kind == "triplet":
+        return MinedTriplets(e_p, e_n, has_both)
+    return MinedPairs(e_p, e_n, has_both, has_both)

@@ -48,6 +48,7 @@ SEEN_CAP = 160  # their images, at most
 # (NHWC) memory order (oneDNN's native layout; also what GPU tensor cores prefer). Measured by
 # `python -m lab bench train`; the flat nets (linear, mlp) would only pay for a copy.
 CHANNELS_LAST_NETWORKS = ("cnn", "resnet")
+MINING_SEED_OFFSET = 7919  # the random miner's generator: seed + this, apart from augmentation's
 
 
 def pick_device(preference: str = "auto") -> torch.device:
@@ -119,32 +120,41 @@ class EpochReport:
 
 @dataclass
 class _Accumulator:
-    """Per-report sums kept on the device, read once per report."""
+    """Per-report sums kept on the device, read once per report.
+
+    Also the first step whose loss was not finite (``at`` of :meth:`add`, 0 = none), recorded
+    on the device, so a NaN is still named with its step when it is only read at the report."""
 
     device: torch.device
     steps: int = 0
     images: int = 0
     sums: torch.Tensor = field(init=False)
+    bad_step: int = 0  # set by read()
 
     def __post_init__(self) -> None:
-        self.sums = torch.zeros(6, device=self.device)  # loss, active, gen, n_gen, imp, n_imp
+        # loss, active, gen, n_gen, imp, n_imp, first non-finite step
+        self.sums = torch.zeros(7, device=self.device)
 
-    def add(self, loss: torch.Tensor, output, images: int) -> None:
+    def add(self, loss: torch.Tensor, output, images: int, at: int = 0) -> None:
         def stat(value) -> torch.Tensor:
             return torch.as_tensor(value, dtype=torch.float32, device=self.device).detach()
 
         genuine, impostor = stat(output.mean_genuine), stat(output.mean_impostor)
         g_ok, i_ok = torch.isfinite(genuine), torch.isfinite(impostor)
+        loss = loss.detach().float()
+        first_bad = (self.sums[6] == 0) & ~torch.isfinite(loss)
         self.sums += torch.stack([
-            loss.detach().float(), stat(output.active_fraction),
+            loss, stat(output.active_fraction),
             torch.where(g_ok, genuine, 0.0), g_ok.float(),
-            torch.where(i_ok, impostor, 0.0), i_ok.float()])
+            torch.where(i_ok, impostor, 0.0), i_ok.float(),
+            torch.where(first_bad, float(at), 0.0)])
         self.steps += 1
         self.images += images
 
     def read(self) -> tuple[float, float, float, float]:
         s = self.sums.cpu().tolist()
         n = max(self.steps, 1)
+        self.bad_step = int(s[6])
         return (s[0] / n, s[1] / n, s[2] / s[3] if s[3] else math.nan,
                 s[4] / s[5] if s[5] else math.nan)
 
@@ -263,6 +273,9 @@ class Trainer:
         else:
             raise ValueError(f"unknown optimizer {config.optimizer!r}: choose adam or sgd")
         self.generator = torch.Generator(device="cpu").manual_seed(config.seed)
+        # The random miner draws on the device, from its own stream (lab.mining.mine_batch).
+        self.mining_generator = torch.Generator(device=self.device).manual_seed(
+            config.seed + MINING_SEED_OFFSET)
         extra = config.extra or {}
         # Smallest crop area kept by the augmentation, and the brightness jitter (+/-).
         self.augment_scale = (float(extra.get("augment_scale", 0.85)), 1.0)
@@ -316,6 +329,9 @@ class Trainer:
         """The epoch's index batches, on the device: one host-to-device copy per epoch (a copy
         from pageable host memory waits for the GPU, so one per step would sync every step)."""
         batches = list(self._sampler(epoch))
+        # each batch's pair/triplet layout, on the device, computed once per label pattern
+        self.batch_layouts = [self.criterion.layouts.get(self.train_labels_cpu[b], self.device)
+                              for b in batches]
         if self.device.type == "cpu" or not batches:
             return batches
         sizes = [len(b) for b in batches]
@@ -369,7 +385,8 @@ class Trainer:
                     images = light_batch(images, self.generator)
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
                     embeddings = self.model(images)
-                output = self.criterion(embeddings.float(), labels, generator=self.generator)
+                output = self.criterion(embeddings.float(), labels, self.mining_generator,
+                                        self.batch_layouts[k % len(batches)])
                 if self.cosine_lr:
                     self._set_lr(epoch - 1 + k / steps, start)
                 loss = output.loss
@@ -377,7 +394,7 @@ class Trainer:
                 loss.backward()
                 self.optimizer.step()
                 step += 1
-                acc.add(loss, output, len(index))
+                acc.add(loss, output, len(index), at=k + 1)
                 if check_each_step and not torch.isfinite(loss):
                     yield self._diverged(epoch, k + 1, step, loss, acc, start, last_report)
                     return
@@ -386,7 +403,8 @@ class Trainer:
                 if periodic or stop_reason:
                     report = self._report(epoch, step, acc, start, last_report)
                     if not math.isfinite(report.loss):
-                        yield self._diverged(epoch, k + 1, step, None, acc, start, last_report)
+                        yield self._diverged(epoch, acc.bad_step or k + 1, step, None, acc,
+                                             start, last_report)
                         return
                     if stop_reason:
                         yield self._finish(report, *stop_reason)
@@ -395,7 +413,8 @@ class Trainer:
                     last_report, acc = time.perf_counter(), _Accumulator(self.device)
             report = self._report(epoch, step, acc, start, last_report)
             if not math.isfinite(report.loss) or not self._weights_finite():
-                yield self._diverged(epoch, steps, step, None, acc, start, last_report)
+                yield self._diverged(epoch, acc.bad_step or steps, step, None, acc, start,
+                                     last_report)
                 return
             self._snapshot = self._state()
             if epoch == c.epochs:
@@ -423,7 +442,8 @@ class Trainer:
         return None
 
     def _weights_finite(self) -> bool:
-        return all(torch.isfinite(p).all() for p in self.model.parameters())
+        """One read for all the weights (not one per parameter tensor)."""
+        return bool(torch.stack([torch.isfinite(p).all() for p in self.model.parameters()]).all())
 
     def _report(self, epoch: int, step: int, acc: _Accumulator, start: float,
                 last: float) -> EpochReport:

@@ -95,8 +95,8 @@ def test_a_diverging_model_drops_out_and_keeps_its_last_good_weights():
     forward = criterion.forward
     epoch = {"n": 0}
 
-    def poisoned(embeddings, labels, generator=None):
-        output = forward(embeddings, labels, generator)
+    def poisoned(embeddings, labels, *args):
+        output = forward(embeddings, labels, *args)
         if epoch["n"] >= 1:  # finite in epoch 1, NaN from epoch 2 on
             output = dataclasses.replace(output, loss=output.loss * float("nan"))
         return output
