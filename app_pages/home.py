@@ -5,8 +5,10 @@ from __future__ import annotations
 import streamlit as st
 
 from lab.data import list_datasets
+from lab.devices import choose_device
 from lab.lessons import LESSONS
-from lab.train import describe_device, pick_device
+from lab.reproducibility import REPRODUCIBLE
+from lab.train import describe_device
 
 st.title("📏 Metric Lab")
 st.markdown(
@@ -17,7 +19,8 @@ st.markdown(
     "FaceNet's triplets and ArcFace."
 )
 
-device = pick_device("auto")
+choice = choose_device("auto")
+device = choice.device
 left, right = st.columns([1, 1.3], gap="large")
 with left:
     st.subheader("Start here")
@@ -25,8 +28,9 @@ with left:
     st.page_link("app_pages/geometry.py", label="Why a margin? The margin geometry", icon="📐")
     st.page_link("app_pages/verify.py", label="Verify two photos", icon="🪪")
     st.metric("Training device", describe_device(device))
-    if device.type == "cpu":
-        st.caption("No GPU found: training runs on the CPU (the default runs take seconds).")
+    st.caption(choice.reason + (" The default runs take seconds." if device.type == "cpu"
+                                else ""))
+    st.caption(REPRODUCIBLE)
 with right:
     st.subheader("Datasets")
     rows = [{"dataset": d.title, "available": d.availability, "size": d.size,

@@ -161,7 +161,7 @@ class BatchedTrainer:
 
         c = self.configs[0]
         first = self.trainers[0]
-        use_amp = self.device.type == "cuda"
+        use_amp = first.precision == "bfloat16"
         check_each_step = self.device.type == "cpu"
         if self.device.type == "cpu":
             from lab.train import training_threads

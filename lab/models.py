@@ -79,6 +79,34 @@ def _mlp_body(in_features: int, width: int) -> nn.Module:
     )
 
 
+def adaptive_avg_pool_matmul(x: torch.Tensor, size: int) -> torch.Tensor:
+    """F.adaptive_avg_pool2d(x, size) as two matrix products: bin i of a side of n pixels
+    averages pixels floor(i n / s) <= k < ceil((i + 1) n / s), the bins PyTorch uses.
+
+    Why: CUDA's adaptive-pooling backward adds gradients with atomics, so two runs with the
+    same seed differ in their last bits (and then more); matmul has a deterministic backward.
+    """
+    def bins(n: int) -> torch.Tensor:
+        i = torch.arange(size, device=x.device)[:, None]
+        k = torch.arange(n, device=x.device)[None, :]
+        start, end = (i * n) // size, ((i + 1) * n + size - 1) // size
+        inside = (k >= start) & (k < end)
+        return inside.to(x.dtype) / (end - start).to(x.dtype)
+
+    height, width = x.shape[-2:]
+    return bins(height) @ x @ bins(width).T
+
+
+class AdaptiveAvgPool(nn.AdaptiveAvgPool2d):
+    """nn.AdaptiveAvgPool2d with a deterministic backward on CUDA (see
+    :func:`adaptive_avg_pool_matmul`); on the CPU, PyTorch's own (deterministic there)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.is_cuda and isinstance(self.output_size, int):
+            return adaptive_avg_pool_matmul(x, self.output_size)
+        return super().forward(x)
+
+
 def _cnn_body(in_channels: int, width: int) -> nn.Module:
     """Chopra-style: conv 5x5, pool, conv 5x5, pool, conv 3x3, adaptive pool to 4x4.
 
@@ -92,7 +120,7 @@ def _cnn_body(in_channels: int, width: int) -> nn.Module:
         *block(in_channels, width, 5), nn.MaxPool2d(2, ceil_mode=True),
         *block(width, 2 * width, 5), nn.MaxPool2d(2, ceil_mode=True),
         *block(2 * width, 2 * width, 3),
-        nn.AdaptiveAvgPool2d(4), nn.Flatten(),
+        AdaptiveAvgPool(4), nn.Flatten(),
     )
 
 
@@ -123,7 +151,7 @@ def _resnet_body(in_channels: int, width: int) -> nn.Module:
         BasicBlock(width, width, 1),
         BasicBlock(width, 2 * width, 2),
         BasicBlock(2 * width, 4 * width, 2),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        AdaptiveAvgPool(1), nn.Flatten(),
     )
 
 

@@ -7,15 +7,19 @@ callback API.
 
 Choices, and why:
 - Seeds: ``config.seed`` fixes the identity split, the initial weights (drawn under a forked
-  global RNG), the P x K batches (one sampler per epoch, seeded from seed and epoch) and the
-  augmentation (its own ``torch.Generator``), so the same config on CPU gives the same metrics.
+  global RNG, one trainer at a time: lab.reproducibility.seeded), the P x K batches (one
+  sampler per epoch, seeded from seed and epoch), the augmentation and the random miner (their
+  own ``torch.Generator`` each), so the same config on the same device gives the same metrics
+  (on CUDA with deterministic kernels: lab.reproducibility.configure).
   ``config.split_seed``, when set, takes over the data side (split, probes, sampled pairs), so
   the same people can be retrained from other weights.
-- Device: CUDA > MPS > CPU. All images move to the device once; batches are index lookups.
-  On CUDA the forward pass runs under bf16 autocast (the loss in float32).
-- No host sync per step on GPU: loss and statistics accumulate in device tensors and are read
-  (``.item()``) only when a report is made. On CPU a sync costs nothing, so non-finite losses
-  are caught at the step they happen.
+- Device: CUDA (a card this build supports) > MPS > CPU (lab.devices). All images move to the
+  device once; batches are index lookups. Where bf16 is native (compute capability 8.0+) the
+  forward pass runs under bf16 autocast (the loss in float32).
+- No host sync per step on GPU: mining and losses work on the batch's layout, computed once
+  per trainer on the host (lab.layout, lab.mining.mine_batch); loss and statistics accumulate
+  in device tensors, with the first non-finite step, and are read only when a report is made.
+  On CPU a sync costs nothing, so non-finite losses are caught at the step they happen.
 - Divergence: a NaN/inf loss stops training with status "diverged", a plain-language message,
   and the weights of the last epoch that ended finite (a snapshot is kept at every epoch end).
 - Augmentation (faces): per-image small random resized crop (scale 0.85-1), horizontal flip and
@@ -35,9 +39,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from lab import reproducibility
 from lab.changes import apply_changes
 from lab.changes import scheduled as scheduled_changes
 from lab.config import RunConfig
+from lab.devices import precision_for
 from lab.evaluate import Verification, embed, evaluate_embeddings
 from lab.lighting import light_batch
 
@@ -52,16 +58,12 @@ MINING_SEED_OFFSET = 7919  # the random miner's generator: seed + this, apart fr
 
 
 def pick_device(preference: str = "auto") -> torch.device:
-    """CUDA if present, else Apple MPS, else CPU; an explicit choice that is missing falls back
-    to CPU (so a config written on a GPU machine still runs on a laptop)."""
-    if preference == "cpu":
-        return torch.device("cpu")
-    if preference in ("auto", "cuda") and torch.cuda.is_available():
-        return torch.device("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if preference in ("auto", "mps") and mps is not None and mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    """CUDA if a card this torch build has kernels for is present, else Apple MPS, else CPU;
+    an explicit choice that is missing falls back to CPU (so a config written on a GPU machine
+    still runs on a laptop). The reasons, and the precision: :mod:`lab.devices`."""
+    from lab.devices import pick_device as choose
+
+    return choose(preference)
 
 
 def training_threads() -> int:
@@ -213,6 +215,8 @@ class Trainer:
         self.faceset = faceset if faceset is not None else load_for_config(config)
         self.split = split_for_config(config, self.faceset.num_identities)
         self.device = pick_device(config.device)
+        self.precision = precision_for(self.device)  # bfloat16 autocast where native (lab.devices)
+        reproducibility.configure(self.device)
         labels = self.faceset.labels
         images = self.faceset.images.float()
         train_ids = torch.as_tensor(sorted(self.split.train), dtype=torch.long)
@@ -255,8 +259,7 @@ class Trainer:
 
         c, h, w = self.faceset.image_shape
         self.in_channels, self.image_size = c, (h if h == w else (h, w))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config.seed)
+        with reproducibility.seeded(config.seed):  # alone: another trainer's thread waits
             self.model = build_model(config, c, self.image_size).to(
                 self.device, memory_format=self.memory_format)
             self.criterion = build_criterion(config, self.num_classes).to(self.device)
@@ -357,7 +360,7 @@ class Trainer:
         from lab.train_path import augment_batch_grid, threads_for
 
         c = self.config
-        use_amp = self.device.type == "cuda"
+        use_amp = self.precision == "bfloat16"
         check_each_step = self.device.type == "cpu"
         augment = augment_batch_grid if self.path.batch_augment else augment_batch
         if self.device.type == "cpu":
@@ -500,6 +503,7 @@ class Trainer:
         metrics["test"] = self.verification.summary()
         metrics["device"] = describe_device(self.device)
         metrics["torch"] = torch.__version__
+        metrics["reproducibility"] = reproducibility.record(self.device, self.precision)
         self.metrics = metrics
         return metrics
 
