@@ -7,6 +7,8 @@ import streamlit as st
 
 import ui
 from lab import plots
+from lab.energy import energy_matrix_np
+from lab.margin_view import energy_margin, gap_histogram, triplet_gaps
 from lab.views import verification_of
 from ui.inspector import inspector_for_run
 
@@ -27,7 +29,7 @@ round_index = st.select_slider("Epoch", options=list(range(len(epochs))), value=
 
 verification = st.cache_data(verification_of, max_entries=64)
 result = verification(history.at(round_index), history.labels, history.is_test,
-                      run.config.energy, run.config.seed, history.is_seen)
+                      run.config.energy, run.config.data_seed, history.is_seen)
 if result is None:
     st.warning("This run has fewer than two test identities: no genuine/impostor pairs to show.")
     st.stop()
@@ -38,7 +40,14 @@ start = float(result.threshold if np.isfinite(result.threshold) else result.eer_
 threshold = st.slider("Decision threshold (accept as the same person when E ≤ threshold)",
                       0.0, max(high, start, 1e-3), value=min(start, max(high, start)),
                       step=max(high, 1e-3) / 400, format="%.3f", key="threshold",
-                      help="Starts at the threshold chosen on the validation identities.")
+                      help=f"Starts at the threshold taken on {result.threshold_source}.")
+if result.threshold_from_test:
+    st.warning(f"This run has fewer than two validation identities, so the starting threshold "
+               f"is taken on {result.threshold_source}: the FAR and FRR below are measured on "
+               "the same people it was chosen on.")
+else:
+    st.caption(f"The starting threshold τ is taken on the {result.threshold_source} (people "
+               "neither trained nor tested on) and scored here on the test identities.")
 far, frr = plots.far_frr_at(threshold, genuine, impostor)
 cols = st.columns(5)
 cols[0].metric("FAR (impostors accepted)", f"{100 * far:.1f}%")
@@ -47,7 +56,7 @@ cols[2].metric("EER", f"{100 * result.eer:.1f}%")
 cols[3].metric("d′ (decidability)", f"{result.dprime:.2f}")
 cols[4].metric("pairs", f"{len(genuine)} / {len(impostor)}",
                help="genuine / impostor pairs among the test identities")
-margin = run.config.margin if run.config.loss in ("contrastive", "triplet") else None
+margin = energy_margin(run.config.loss, run.config.margin)
 fig = plots.energy_histogram(genuine, impostor, margin=margin, threshold=threshold,
                              dprime=result.dprime, eer=result.eer, x_range=(0, high),
                              title=f"Unseen identities after epoch {epochs[round_index]}",
@@ -56,6 +65,17 @@ ui.show_figure(fig, f"{run.id}-energies-epoch{epochs[round_index]}", key="energi
 if margin is not None:
     st.caption(f"The green line is the margin m = {margin:g} of the {run.config.loss} loss: "
                "impostors beyond it no longer contribute to the loss.")
+if run.config.loss == "triplet":
+    st.caption(f"No margin line on the energy axis: the triplet margin α = "
+               f"{run.config.margin:g} is relative. A triplet stops contributing when "
+               "d(a,n) − d(a,p) ≥ α, whatever its energies: it is drawn on the gap below.")
+    test = history.is_test & ~history.is_seen if history.is_seen is not None else history.is_test
+    matrix = energy_matrix_np(history.at(round_index)[test], run.config.energy)
+    gaps = triplet_gaps(matrix, history.labels[test], seed=run.config.data_seed)
+    ui.show_figure(gap_histogram(gaps, run.config.margin, presenter=presenter,
+                                 title=f"Triplets of unseen identities after epoch "
+                                       f"{epochs[round_index]}: d(a,n) − d(a,p) vs α"),
+                   f"{run.id}-gaps-epoch{epochs[round_index]}", key="energies-gaps")
 if not presenter:
     with st.expander("The loss this run minimised"):
         ui.loss_formula(run.config.loss)

@@ -21,6 +21,7 @@ from lab.lessons import (
     measure_run,
 )
 from lab.losses import LOSSES
+from lab.margin_view import energy_margin
 from lab.report import lesson_report
 from lab.runs import RunError
 from lab.urlstate import config_to_query
@@ -139,7 +140,7 @@ def show_result(result: LessonResult) -> None:
                 high = float(np.percentile(np.concatenate([variant.genuine, variant.impostor]),
                                            99.5)) * 1.05 or 1.0
                 config = variant.config
-                margin = config.margin if config.loss in ("contrastive", "triplet") else None
+                margin = energy_margin(config.loss, config.margin)  # not α: lab.margin_view
                 fig = plots.energy_histogram(variant.genuine, variant.impostor, margin=margin,
                                              eer=variant.figures.get("eer"),
                                              dprime=variant.figures.get("dprime"),

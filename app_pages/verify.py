@@ -221,7 +221,8 @@ def student_panel(run, photos, ids, choice, whole, far: float, presenter: bool) 
         st.caption(note)
     fig = plots.energy_histogram(
         energies.genuine, energies.impostor, threshold=threshold,
-        pair_energy=result.energy, title="Why: this pair among the run's validation pairs",
+        pair_energy=result.energy,
+        title=f"Why: this pair among the run's pairs of {energies.source}",
         energy_label=f"energy E ({run.config.energy})", presenter=presenter, height=360)
     ui.show_figure(fig, f"{run.id}-verify", key="verify-hist")
     st.caption(f"Genuine (same person) and impostor pairs of the run's {energies.source}, never "

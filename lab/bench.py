@@ -300,7 +300,7 @@ def _accuracy_fold(config: RunConfig, faceset, members: int, args: argparse.Name
             seed=config.data_seed).summary()
     row = {"split_seed": config.data_seed, "fold": config.fold, **{k: test.get(k) for k in (
         "eer", "auc", "tar_at_far", "rank1", "dprime", "test_accuracy", "threshold",
-        "genuine_pairs", "impostor_pairs")},
+        "threshold_source", "genuine_pairs", "impostor_pairs")},
         "train_seconds": last.elapsed if last else None, "epochs": last.epoch if last else 0,
         "steps": last.step if last else 0, "status": first.status,
         "message": first.message, "wall_seconds": time.perf_counter() - started,

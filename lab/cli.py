@@ -129,6 +129,10 @@ def _metric_line(metrics: dict) -> str:
     parts = [f"{key} {test[key]:.4f}" for key in ("eer", "auc", "rank1", "dprime")
              if isinstance(test.get(key), int | float)]
     parts += [f"TAR@FAR={far} {value:.3f}" for far, value in tar.items() if value is not None]
+    if isinstance(test.get("threshold"), int | float):  # and where it came from, on one line
+        parts.append(f"threshold {test['threshold']:.4g} (from "
+                     f"{test.get('threshold_source', 'validation identities')}, accuracy "
+                     f"{test.get('test_accuracy', float('nan')):.3f})")
     return "test: " + ", ".join(parts) if parts else "no test metrics"
 
 

@@ -30,6 +30,8 @@ import torch
 from sklearn.metrics import roc_auc_score, roc_curve
 
 FARS = (1e-1, 1e-2, 1e-3)
+THRESHOLD_FROM_VALIDATION = "validation identities"
+THRESHOLD_FROM_TEST = "the test identities' EER (no validation pairs: optimistic)"
 MIN_PAIRS_PER_FAR = 10  # a TAR at FAR f needs >= 10 / f impostor pairs to be meaningful
 
 
@@ -48,6 +50,13 @@ class Verification:
     genuine_energies: np.ndarray
     impostor_energies: np.ndarray
     notes: list[str] = field(default_factory=list)
+    # Where `threshold` comes from, in words: THRESHOLD_FROM_VALIDATION, or a sentence saying it
+    # was taken on the test identities (optimistic). Every page showing the threshold shows it.
+    threshold_source: str = "validation identities"
+
+    @property
+    def threshold_from_test(self) -> bool:
+        return self.threshold_source != THRESHOLD_FROM_VALIDATION
 
     def summary(self) -> dict:
         """The scalar figures, JSON-ready (no arrays)."""
@@ -56,6 +65,7 @@ class Verification:
             "tar_at_far": {str(k): v for k, v in self.tar_at_far.items()},
             "dprime": self.dprime, "rank1": self.rank1, "threshold": self.threshold,
             "test_accuracy": self.test_accuracy,
+            "threshold_source": self.threshold_source,
             "genuine_pairs": int(len(self.genuine_energies)),
             "impostor_pairs": int(len(self.impostor_energies)), "notes": list(self.notes),
         }
@@ -190,21 +200,24 @@ def evaluate_embeddings(test_emb: np.ndarray, test_labels, energy: str,
     rank1, used = _rank1(np.asarray(energy_matrix_np(test_emb, energy)), test_labels)
     if rank1 is None:
         notes.append("rank-1 needs identities with at least 2 test images")
+    source = THRESHOLD_FROM_VALIDATION
     if val_emb is not None and val_labels is not None and len(np.unique(val_labels)) >= 2:
         vi, vj, vsame = verification_pairs(np.asarray(val_labels), max_impostor, seed)
         val_energies = _pair_energies(np.asarray(val_emb, dtype=np.float32), vi, vj, energy)
         val_energies = np.nan_to_num(val_energies, nan=1e30, posinf=1e30)
         threshold = _best_threshold(val_energies, vsame) if vsame.any() else -eer_score
         if not vsame.any():
+            source = THRESHOLD_FROM_TEST
             notes.append("validation has no genuine pair: threshold taken at the test EER")
     else:
-        threshold = -eer_score
-        notes.append("no validation identities: threshold taken at the test EER (optimistic)")
+        threshold, source = -eer_score, THRESHOLD_FROM_TEST
+        notes.append("fewer than 2 validation identities: threshold taken at the test EER "
+                     "(optimistic)")
     return Verification(
         auc=auc, eer=eer, eer_threshold=-eer_score, tar_at_far=tar, dprime=dprime, rank1=rank1,
         threshold=threshold, test_accuracy=_balanced_accuracy(energies, same, threshold),
         fpr=fpr, tpr=tpr, genuine_energies=genuine.astype(np.float32),
-        impostor_energies=impostor.astype(np.float32), notes=notes,
+        impostor_energies=impostor.astype(np.float32), notes=notes, threshold_source=source,
     )
 
 

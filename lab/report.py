@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from lab.config import RunConfig
+from lab.margin_view import energy_margin
 
 CSP = ("default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; "
        "style-src 'unsafe-inline'; img-src data: blob:; font-src data:")
@@ -305,7 +306,7 @@ def _run_figures(report: Report, run) -> dict | None:
         report.paragraph("Too few unseen identities among the saved probes for a ROC.", "note")
         return None
     bound = energy_bound(config.energy, emb.shape[1]) if config.normalize else None
-    margin = config.margin if config.loss in ("contrastive", "triplet") else None
+    margin = energy_margin(config.loss, config.margin)  # not α: lab.margin_view
     report.figure(plots.energy_histogram(verification.genuine_energies,
                                          verification.impostor_energies, margin=margin,
                                          threshold=verification.threshold,

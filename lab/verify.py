@@ -425,22 +425,16 @@ _ENERGY_CACHE: dict[tuple, RunEnergies] = {}
 def run_energies(run: Any) -> RunEnergies:
     """The run's validation genuine / impostor energies, computed once per weights file.
 
-    Uses metrics.json when it holds the arrays ("val": {"genuine_energies", ...}); otherwise
-    reloads the run's dataset, embeds its validation identities (test identities when the run
-    has none) and takes every genuine and up to 20000 impostor pairs. Cached in memory only.
+    Reloads the run's dataset, embeds its validation identities (test identities when the run
+    has fewer than two, and ``source`` then says so) and takes every genuine and up to 20000
+    impostor pairs, sampled with the data seed. Cached in memory only.
     """
     weights = Path(getattr(run, "path", ".")) / "model.safetensors"
     stamp = weights.stat().st_mtime_ns if weights.exists() else 0
     key = (str(getattr(run, "path", id(run))), stamp)
     if key in _ENERGY_CACHE:
         return _ENERGY_CACHE[key]
-    val = (getattr(run, "metrics", None) or {}).get("val", {})
-    if "genuine_energies" in val and "impostor_energies" in val:
-        result = RunEnergies(np.asarray(val["genuine_energies"], dtype=np.float64),
-                             np.asarray(val["impostor_energies"], dtype=np.float64),
-                             "validation identities (saved with the run)")
-    else:
-        result = _compute_run_energies(run)
+    result = _compute_run_energies(run)
     _ENERGY_CACHE[key] = result
     return result
 
@@ -460,7 +454,7 @@ def _compute_run_energies(run: Any) -> RunEnergies:
     index = torch.isin(faceset.labels, torch.as_tensor(identities, dtype=torch.long))
     labels = faceset.labels[index].numpy()
     embeddings = embed(run.model, faceset.images[index].float(), device="cpu")
-    i, j, same = verification_pairs(labels, max_impostor=20000, seed=config.seed)
+    i, j, same = verification_pairs(labels, max_impostor=20000, seed=config.data_seed)
     energies = pairwise_energy_np(embeddings[i], embeddings[j], config.energy)
     energies = np.nan_to_num(energies, nan=np.inf)
     return RunEnergies(energies[same], energies[~same], f"{len(identities)} {source}")
@@ -495,19 +489,9 @@ def threshold_at_far(genuine: np.ndarray, impostor: np.ndarray, far: float) -> f
 
 
 def threshold_for_run(run: Any, far: float = DEFAULT_FAR) -> float:
-    """The run's energy threshold at this FAR, chosen on its validation identities.
-
-    Read from metrics.json when the run saved it ("val": {"threshold_at_far": {"0.01": t}}),
-    else computed from `run_energies` (which reloads the dataset once and caches).
-    """
-    saved = ((getattr(run, "metrics", None) or {}).get("val") or {}).get("threshold_at_far")
-    if isinstance(saved, dict):
-        for key, value in saved.items():
-            try:
-                if abs(float(key) - far) < 1e-12 and value is not None:
-                    return float(value)
-            except (TypeError, ValueError):
-                continue
+    """The run's energy threshold at this FAR, chosen on its validation identities (on its test
+    identities when it has fewer than two: `run_energies(run).source` says which), computed
+    from `run_energies` (which reloads the dataset once and caches)."""
     energies = run_energies(run)
     return threshold_at_far(energies.genuine, energies.impostor, far)
 

@@ -159,3 +159,14 @@ def test_every_image_is_seen_in_an_epoch_when_balanced():
     labels = _labels([4] * 8)
     seen = torch.cat(list(PKSampler(labels, p=4, k=4, seed=1)))
     assert sorted(seen.tolist()) == list(range(32))
+
+
+def test_ten_classes_keep_two_validation_identities():
+    """Digits / MNIST / Fashion-MNIST with the default 5 + 10 request: 2 validation people
+    (the fewest with an impostor pair, so the threshold never silently comes from test),
+    3 test, 5 train."""
+    from lab.data.splits import fitted_sizes
+
+    assert fitted_sizes(10, 5, 10) == (2, 3)
+    assert fitted_sizes(40, 5, 10) == (5, 10)  # what fits is left alone
+    assert fitted_sizes(6, 5, 10) == (2, 2)  # 2 / 2 / 2

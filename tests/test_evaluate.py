@@ -81,13 +81,24 @@ def test_tar_at_far_is_none_with_too_few_impostors():
 
 
 def test_threshold_comes_from_validation_identities():
-    emb, labels = clusters(10, 5, spread=4.0, seed=1)
-    val, val_labels = clusters(5, 5, spread=4.0, seed=2)
-    result = evaluate_embeddings(emb, labels, "l2", val, val_labels)
-    alone = evaluate_embeddings(emb, labels, "l2")
-    assert result.threshold != alone.threshold
-    assert 0.5 < result.test_accuracy <= 1.0
-    assert any("no validation" in note for note in alone.notes)
+    """1-D embeddings with known energies: validation genuine pairs at E = 1 and impostors at
+    E >= 9 put the best validation threshold at exactly 1; test genuine pairs at E = 2 and
+    impostors at E >= 18 put the test EER threshold at exactly 2. The run must use 1 (and then
+    reject every test genuine pair: balanced accuracy 0.5), and say where it came from."""
+    val = np.array([[0.0], [1.0], [10.0], [11.0]], dtype=np.float32)
+    val_labels = np.array([0, 0, 1, 1])
+    test = np.array([[0.0], [2.0], [20.0], [22.0]], dtype=np.float32)
+    test_labels = np.array([2, 2, 3, 3])
+    result = evaluate_embeddings(test, test_labels, "l2", val, val_labels)
+    assert result.threshold == pytest.approx(1.0)
+    assert result.test_accuracy == pytest.approx(0.5)
+    assert result.threshold_source == "validation identities" and not result.threshold_from_test
+    alone = evaluate_embeddings(test, test_labels, "l2")
+    assert alone.threshold == pytest.approx(2.0)
+    assert alone.test_accuracy == pytest.approx(1.0)
+    assert alone.threshold_from_test and "test" in alone.summary()["threshold_source"]
+    one_person = evaluate_embeddings(test, test_labels, "l2", val[:2], val_labels[:2])
+    assert one_person.threshold == pytest.approx(2.0) and one_person.threshold_from_test
 
 
 def test_rank1_leave_one_out():

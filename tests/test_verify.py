@@ -281,19 +281,6 @@ def test_embedder_and_shape_for_run(tiny_run):
     assert vectors.shape == (2, 8) and isinstance(vectors, np.ndarray)
 
 
-def test_threshold_for_run_from_saved_energies(tiny_run, monkeypatch):
-    _, run = tiny_run
-    saved = {"val": {"genuine_energies": [0.1, 0.2], "impostor_energies": list(np.linspace(
-        0.3, 1.2, 100))}}
-    monkeypatch.setattr(type(run), "metrics", property(lambda self: saved))
-    verify._ENERGY_CACHE.clear()
-    threshold = verify.threshold_for_run(run, 0.05)
-    assert 0.3 < threshold < 0.36
-    assert "saved" in verify.run_energies(run).source
-    saved["val"]["threshold_at_far"] = {"0.01": 0.123}
-    assert verify.threshold_for_run(run, 0.01) == 0.123
-
-
 def test_threshold_for_run_computed_from_validation_identities(tiny_run):
     _, run = tiny_run
     verify._ENERGY_CACHE.clear()

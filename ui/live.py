@@ -8,7 +8,8 @@ import streamlit as st
 import ui
 from lab import plots
 from lab.changes import markers
-from lab.energy import energy_bound
+from lab.energy import energy_bound, energy_matrix_np
+from lab.margin_view import energy_margin, gap_histogram, triplet_gaps
 from lab.views import eta_seconds, live_map, pair_energies, verification_of
 from ui.health import health_banner
 
@@ -20,7 +21,7 @@ def _final_curves(job, config):
     if report is None or report.probe_embeddings is None or labels is None:
         return None
     return verification_of(report.probe_embeddings, labels, is_test, config.energy,
-                           config.seed)
+                           config.data_seed)
 
 
 @st.cache_resource
@@ -118,15 +119,23 @@ def live_view(job, config, presenter: bool = False) -> None:
                                           title=f"Embedding after epoch {latest.epoch} (PCA)",
                                           presenter=presenter)
                 st.plotly_chart(fig, width="stretch", key="live-map")
-            genuine, impostor = pair_energies(emb, labels, config.energy, 5000, config.seed)
+            genuine, impostor = pair_energies(emb, labels, config.energy, 5000,
+                                              config.data_seed)
             bound = energy_bound(config.energy, emb.shape[1]) if config.normalize else None
-            margin = config.margin if config.loss in ("contrastive", "triplet") else None
+            margin = energy_margin(config.loss, config.margin)  # α is not an energy: gaps
             with right:
                 fig = plots.energy_histogram(genuine, impostor, margin=margin,
                                              x_range=(0, bound) if bound else None,
                                              title=f"Energies, epoch "
                                              f"{latest.epoch}", presenter=presenter)
                 st.plotly_chart(fig, width="stretch", key="live-hist")
+                if config.loss == "triplet":
+                    gaps = triplet_gaps(energy_matrix_np(emb, config.energy), labels,
+                                        max_points=3000, seed=config.data_seed)
+                    st.plotly_chart(gap_histogram(gaps, config.margin, presenter=presenter,
+                                                  title="Triplet gaps d(a,n) − d(a,p) vs α",
+                                                  height=300),
+                                    width="stretch", key="live-gaps")
         if not job.active:
             result = _final_curves(job, config)
             if result is not None:

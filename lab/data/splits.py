@@ -15,6 +15,7 @@ import numpy as np
 from lab.data.errors import DatasetError
 
 MIN_TRAIN_IDENTITIES = 2  # a pair or classifier loss needs two people to tell apart
+MIN_VAL_IDENTITIES = 2  # the fewest validation people with an impostor pair (a threshold)
 
 
 @dataclass(frozen=True)
@@ -72,17 +73,21 @@ def identity_folds(num_identities: int, k: int, n_val: int, seed: int) -> list[I
 def fitted_sizes(num_identities: int, n_val: int, n_test: int) -> tuple[int, int]:
     """The requested val/test sizes, shrunk when the dataset has too few identities.
 
-    Digits and MNIST have only ten classes while the default asks for 5 + 10; rather than fail,
-    take a quarter of the identities for test and a sixth for validation (at least one each).
+    Digits, MNIST and Fashion-MNIST have only ten classes while the default asks for 5 + 10;
+    rather than fail, keep MIN_VAL_IDENTITIES validation identities (2: the fewest that have an
+    impostor pair, without which the threshold would silently come from the test people), about
+    a third for test and the rest (at least 2) to train on: 10 classes give 5 / 2 / 3.
     """
     if num_identities - n_val - n_test >= MIN_TRAIN_IDENTITIES:
         return n_val, n_test
     if num_identities < MIN_TRAIN_IDENTITIES + 1:
         raise DatasetError(f"{num_identities} identities are too few to split; need at least "
                            f"{MIN_TRAIN_IDENTITIES + 1}")
-    test = max(1, min(n_test, num_identities // 4))
-    val = min(n_val, max(0, num_identities // 6), num_identities - test - MIN_TRAIN_IDENTITIES)
-    return max(val, 0), test
+    val = min(n_val, max(MIN_VAL_IDENTITIES, num_identities // 5))
+    test = max(1, min(n_test, round(0.3 * num_identities),
+                      num_identities - val - MIN_TRAIN_IDENTITIES))
+    val = max(0, min(val, num_identities - test - MIN_TRAIN_IDENTITIES))
+    return val, test
 
 
 def held_out_identities(config, num_identities: int) -> list[int]:
