@@ -252,6 +252,11 @@ def _image_uri(image: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def image_uris(images: np.ndarray) -> list[str]:
+    """PNG data URIs of [N,C,H,W] images in [0, 1], for the map's thumbnails."""
+    return [_image_uri(image) for image in images]
+
+
 def _map_traces(
     points: np.ndarray,
     labels: np.ndarray,
@@ -328,8 +333,10 @@ def embedding_map(
 ) -> go.Figure:
     """2-D map of embeddings: colour = identity, filled circle = seen in training, open diamond =
     never seen (the open-world test). Each point's customdata is its row index, so a page can show
-    the clicked image. With `images` ([N,C,H,W] in [0,1], at most `max_thumbnails` points) tiny
-    thumbnails are drawn beside the points; `highlight` rings one point.
+    the clicked image. With `images` ([N,C,H,W] in [0,1]) tiny thumbnails are drawn centred on
+    the points (as the Embedding Projector does): all of them up to `max_thumbnails`, an evenly
+    spread subset beyond; `images` may also hold their data URIs (:func:`image_uris`, which a
+    page can cache: encoding is most of the cost); `highlight` rings one point.
     """
     points, label_arr, seen = _map_inputs(points2d, labels, seen_mask)
     size = 9 * (1.4 if presenter else 1.0)
@@ -344,15 +351,19 @@ def embedding_map(
             )
         )  # fmt: skip
     x_range, y_range = _padded_range(points[:, 0]), _padded_range(points[:, 1])
-    if images is not None and 0 < len(points) <= max_thumbnails:
+    if images is not None and len(points) > 0 and max_thumbnails > 0:
+        # Beyond max_thumbnails an evenly spread subset of the points gets its face; the layout
+        # images are set in one update (adding them one by one re-validates the whole layout).
+        shown = np.unique(np.linspace(0, len(points) - 1, min(len(points), max_thumbnails))
+                          .round().astype(int))
         width = 0.045 * (x_range[1] - x_range[0])
         height = 0.045 * (y_range[1] - y_range[0])
-        for i in range(len(points)):
-            fig.add_layout_image(
-                source=_image_uri(images[i]), xref="x", yref="y", x=points[i, 0] + width * 0.4,
-                y=points[i, 1] + height * 0.4, sizex=width, sizey=height, xanchor="left",
-                yanchor="bottom", layer="above", opacity=0.9,
-            )  # fmt: skip
+        fig.update_layout(images=[
+            dict(source=images[i] if isinstance(images[i], str) else _image_uri(images[i]),
+                 xref="x", yref="y", x=points[i, 0] - width / 2,
+                 y=points[i, 1] + height / 2, sizex=width, sizey=height, xanchor="left",
+                 yanchor="top", layer="above", opacity=0.9)
+            for i in shown])  # fmt: skip
     fig.update_layout(
         title=dict(text=title), clickmode="event+select", dragmode="pan",
         legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0),

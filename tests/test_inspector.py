@@ -144,3 +144,28 @@ def test_energies_page_has_the_inspector_of_a_saved_run(store):
     assert any("Miner inspector" in s.value for s in at.subheader)
     assert any("centres estimated" in c.value for c in at.caption)
     assert "Mined" in [m.label for m in at.metric]
+
+
+@pytest.mark.slow
+def test_embeddings_page_draws_faces_on_the_map(store):
+    import json
+
+    from streamlit.testing.v1 import AppTest
+
+    train_run(DIGITS, store=store)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.switch_page("app_pages/embeddings.py")
+    at.run()
+    at.radio(key="map_method").set_value("PCA").run()
+
+    def map_images() -> int:
+        charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+        return max(len(c.get("layout", {}).get("images", [])) for c in charts)
+
+    assert map_images() == 0
+    at.toggle(key="map_images").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+    from lab.views import probe_history
+
+    points = len(probe_history(store.load(store.list()[0].id)).labels)
+    assert map_images() == min(points, 400) > 0  # every point's face, up to the page's cap

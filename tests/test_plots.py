@@ -291,3 +291,15 @@ def test_figure_to_png_returns_png_or_says_why() -> None:
         assert plots.png_export_problem()
         pytest.skip(f"PNG export unavailable here: {plots.png_export_problem()}")
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_embedding_map_draws_an_even_subset_of_faces_beyond_the_cap() -> None:
+    points = np.random.default_rng(0).normal(size=(10, 2))
+    images = np.random.default_rng(1).uniform(size=(10, 1, 8, 8))
+    fig = plots.embedding_map(points, list(range(10)), images=images, max_thumbnails=4)
+    # points 0, 3, 6, 9: evenly spread, each face centred on its point
+    centres = [im.x + im.sizex / 2 for im in fig.layout.images]
+    assert centres == pytest.approx(points[[0, 3, 6, 9], 0])
+    uris = plots.image_uris(images)
+    again = plots.embedding_map(points, list(range(10)), images=uris, max_thumbnails=4)
+    assert [im.source for im in again.layout.images] == [uris[k] for k in (0, 3, 6, 9)]
