@@ -218,7 +218,8 @@ class BatchedTrainer:
                     epoch=epoch, epochs=c.epochs, step=step, loss=loss, seconds=seconds,
                     images_per_second=acc.images / seconds if seconds > 0 else 0.0,
                     active_fraction=active, mean_genuine=genuine, mean_impostor=impostor,
-                    probe_embeddings=None if probes is None else probes[k], elapsed=now - start)
+                    probe_embeddings=None if probes is None else probes[k], elapsed=now - start,
+                    train_path="batched (lab.batched, vmap)")
                 bad = k in diverged or not math.isfinite(loss) or not all(
                     torch.isfinite(p[k]).all() for p in self.params.values())
                 if bad:

@@ -160,6 +160,47 @@ def interleaved(configs: dict[str, RunConfig], faceset, epochs: int,
     return out
 
 
+def compile_trial(config: RunConfig, faceset, steps: int, rounds: int, threads: int) -> dict:
+    """torch.compile (inductor) of the model against eager, one P x K batch, same threads:
+    seconds to compile (first two steps) and medians of CPU/wall ms per step, interleaved."""
+    import copy
+
+    from lab.train import Trainer
+
+    torch.set_num_threads(threads)
+    trainer = Trainer(config, faceset, probes=False, evaluate=False)
+    index = next(iter(trainer._sampler(1)))
+    images, labels = trainer.train_images[index], trainer.train_labels[index]
+    eager = trainer.model
+    compiled = torch.compile(copy.deepcopy(eager))
+    optimisers = {name: torch.optim.Adam(model.parameters(), lr=config.lr)
+                  for name, model in (("eager", eager), ("compiled", compiled))}
+    models = {"eager": eager, "compiled": compiled}
+
+    def step(name: str) -> None:
+        output = trainer.criterion(models[name](images), labels, generator=trainer.generator)
+        optimisers[name].zero_grad(set_to_none=True)
+        output.loss.backward()
+        optimisers[name].step()
+
+    wall = time.perf_counter()
+    step("compiled")
+    step("compiled")
+    compile_s = time.perf_counter() - wall
+    times: dict[str, dict[str, list[float]]] = {n: {"cpu": [], "wall": []} for n in models}
+    for _ in range(rounds):
+        for name in models:
+            step(name)
+            wall, cpu = time.perf_counter(), time.process_time()
+            for _ in range(steps):
+                step(name)
+            times[name]["wall"].append((time.perf_counter() - wall) / steps * 1e3)
+            times[name]["cpu"].append((time.process_time() - cpu) / steps * 1e3)
+    return {"compile_s": round(compile_s, 2), "threads": threads, **{
+        name: {"cpu_ms_per_step": median(t["cpu"]), "wall_ms_per_step": median(t["wall"])}
+        for name, t in times.items()}}
+
+
 CATEGORIES = ("convolution", "batch norm", "other layers", "mining + loss", "optimiser",
               "augmentation", "outside torch ops")
 
@@ -262,6 +303,9 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="threads of the new path (default: its policy for a lone training)")
     parser.add_argument("--profile-steps", type=int, default=6,
                         help="steps profiled per path (0: no profile)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time torch.compile (inductor) of the model against eager "
+                             "(compilation takes about a minute on 2 cores)")
     parser.add_argument("--threads", type=int, default=None, help=argparse.SUPPRESS)
 
 
@@ -315,12 +359,14 @@ def train(args: argparse.Namespace) -> dict:
             steps = 2 if args.quick else args.profile_steps
             profiles = {"old": profile_steps(configs["old"], faceset, steps, old_threads),
                         "new": profile_steps(configs["new"], faceset, steps, new_threads)}
+        compiled = (compile_trial(configs["old"], faceset, 2 if args.quick else 5,
+                                  1 if args.quick else 3, old_threads) if args.compile else None)
         old, new = speed["old"], speed["new"]
         row = {"case": label, "network": config.network, "loss": config.loss,
                "image_size": config.image_size, "dataset": config.dataset,
                "augment": config.augment, "batch": config.p_identities * config.k_images,
                "flops_per_step": flops, "gflops_per_step": round(flops / 1e9, 3),
-               "paths": speed, "profile": profiles,
+               "paths": speed, "profile": profiles, "compile": compiled,
                "speedup_images_per_s": round(new["images_per_s"] / old["images_per_s"], 3)
                if old["images_per_s"] else None,
                "speedup_cpu_per_step": round(old["cpu_s_per_step"] / new["cpu_s_per_step"], 3)

@@ -376,6 +376,9 @@ class Trainer:
         plan = scheduled_changes(c)  # settings changed mid-run, replayed (lab.changes)
         for epoch in range(1, c.epochs + 1):
             apply_changes(self, plan.get(epoch, {}))
+            if self.threads and self.threads > 1:  # another training started: share the cores
+                self.threads = min(self.threads, threads_for(self.path, load=0.0))
+                torch.set_num_threads(self.threads)
             batches = self._epoch_batches(epoch)
             steps = c.steps_per_epoch or len(batches)
             for k in range(steps):
@@ -592,7 +595,9 @@ def warm_up(device: torch.device | None = None) -> float:
     start = time.perf_counter()
     device = device or pick_device()
     model = build_model(RunConfig(network="cnn", extra={"width": 4}), 1, 8).to(device)
-    optimizer = torch.optim.Adam(model.parameters())
+    # The fast path's optimiser (lab.train_path): fused Adam where torch has the kernel.
+    fused = {"fused": True} if device.type in ("cpu", "cuda") else {}
+    optimizer = torch.optim.Adam(model.parameters(), **fused)
     images = torch.rand(4, 1, 8, 8, device=device).contiguous(memory_format=torch.channels_last)
     model(images).sum().backward()
     optimizer.step()
