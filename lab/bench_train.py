@@ -231,6 +231,12 @@ class _Labelled(torch.nn.Module):
         super().__init__()
         self.inner = inner
 
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:  # the trainer also reads the criterion's own attributes
+            return getattr(self._modules["inner"], name)
+
     def forward(self, *args, **kwargs):
         with torch.profiler.record_function("bench:mining + loss"):
             return self.inner(*args, **kwargs)
