@@ -18,9 +18,9 @@ The cases, and why each rule is what it is:
   unit-norm embeddings and for un-normalised ones shrinking to 0.
 - **stuck at the margin**: every impostor pair inside the margin (contrastive m, triplet α: the
   share of training-identity impostor pairs / triplets still paying a loss is ``>= STUCK_SHARE``)
-  and the loss no longer falling. The classic symptoms: a margin larger than any energy the
-  embedding can reach (unit-norm L2 energies never exceed 2), or a triplet loss sitting at α
-  because d(a,p) = d(a,n) everywhere.
+  and the loss no longer falling, or at once when the margin is beyond the energy's bound. The
+  classic symptoms: a margin larger than any energy the embedding can reach (unit-norm L2
+  energies never exceed 2), or a triplet loss sitting at α because d(a,p) = d(a,n) everywhere.
 - **no active pairs**: nothing left in the impostor term (contrastive: no impostor inside m) or
   no triplet with a loss (triplet: the batches' active fraction, as the trainer measured it)
   at ``<= IDLE_SHARE``: the margin is too small or the miner too easy, so the network stops
@@ -227,14 +227,15 @@ def diagnose(records: Sequence[dict], config) -> list[Finding]:
     inside = _series(records, "inside_margin")
     losses = [(int(r.get("epoch", 0)), float(r["loss"])) for r in records
               if r.get("loss") is not None and math.isfinite(float(r["loss"]))]
-    if config.loss in MARGIN_LOSSES and inside and len(losses) >= 2 \
-            and inside[-1][1] >= STUCK_SHARE and not _falling(losses):
+    if config.loss in MARGIN_LOSSES and inside and inside[-1][1] >= STUCK_SHARE and (
+            _beyond_reach(config, margin) or (len(losses) >= 2 and not _falling(losses))):
         what = "impostor pairs" if config.loss == "contrastive" else "triplets"
+        why = ("which none can ever leave" if _beyond_reach(config, margin)
+               else f"and the loss ({losses[-1][1]:.3g}) no longer falls")
         found.append(Finding(
             "stuck", epoch,
             f"Loss stuck at the margin: {inside[-1][1]:.0%} of the training {what} are still "
-            f"inside the margin {margin:g} and the loss ({losses[-1][1]:.3g}) no longer falls.",
-            _stuck_fix(config, margin)))
+            f"inside the margin {margin:g}, {why}.", _stuck_fix(config, margin)))
 
     idle = _idle_share(config, records)
     if idle is not None and idle <= IDLE_SHARE and not any(f.kind == "collapse" for f in found):
@@ -280,6 +281,16 @@ def _collapse_fix(config, records: Sequence[dict]) -> str:
     if config.loss == "triplet" and config.miner == "batchhard":
         return "use semi-hard mining, and a lower learning rate"
     return "lower the learning rate, use semi-hard mining, or raise the margin"
+
+
+def _beyond_reach(config, margin: float) -> bool:
+    """A margin no pair can ever leave: unit-norm embeddings are never farther apart than the
+    energy's bound (lab.energy.energy_bound), so with m >= bound every impostor pair (every
+    triplet: E(a,n) - E(a,p) <= bound too) pays a loss forever; no plateau needs waiting for."""
+    from lab.energy import energy_bound
+
+    return bool(config.normalize) and margin >= energy_bound(config.energy,
+                                                             config.embedding_dim)
 
 
 def _stuck_fix(config, margin: float) -> str:

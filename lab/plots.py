@@ -360,9 +360,8 @@ def embedding_map(
         height = 0.045 * (y_range[1] - y_range[0])
         fig.update_layout(images=[
             dict(source=images[i] if isinstance(images[i], str) else _image_uri(images[i]),
-                 xref="x", yref="y", x=points[i, 0] - width / 2,
-                 y=points[i, 1] + height / 2, sizex=width, sizey=height, xanchor="left",
-                 yanchor="top", layer="above", opacity=0.9)
+                 xref="x", yref="y", x=points[i, 0], y=points[i, 1], sizex=width,
+                 sizey=height, xanchor="center", yanchor="middle", layer="above", opacity=0.9)
             for i in shown])  # fmt: skip
     fig.update_layout(
         title=dict(text=title), clickmode="event+select", dragmode="pan",

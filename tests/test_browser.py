@@ -62,6 +62,7 @@ def test_train_live_then_every_page(app_server, page, tmp_path):
     page.get_by_text("one Step of the optimiser").first.wait_for()
     shoot(page, tmp_path, "train-inspector")
     page.get_by_role("tab", name="📈 Live").click()
+    page.get_by_text("Change a setting, then Resume or Step").first.wait_for()  # mid-run change
     page.get_by_role("button", name="▶ Resume").click()
     page.get_by_text("Verification of people never seen in training").wait_for(timeout=180_000)
     assert page.locator(EXCEPTION).count() == 0
@@ -73,4 +74,22 @@ def test_train_live_then_every_page(app_server, page, tmp_path):
         wait_for_app(page)
         page.wait_for_timeout(1500)
         assert page.locator(EXCEPTION).count() == 0, f"exception on the {name} page"
+        if name == "embeddings":  # faces on the map
+            page.locator(".st-key-map_images label").first.click()
+            page.locator(".st-key-map .js-plotly-plot image").first.wait_for(timeout=60_000)
+        if name == "energies":  # the miner inspector of the saved run
+            page.locator(".st-key-energies-inspector-plane .js-plotly-plot").first.wait_for(
+                timeout=60_000)
         shoot(page, tmp_path, name)
+
+
+def test_train_shows_a_health_banner_for_a_margin_beyond_reach(app_server, page, tmp_path):
+    """Contrastive m = 4 on the unit sphere, where no L2 energy exceeds 2: the loss is stuck."""
+    page.goto(f"{app_server.url}/train?dataset=digits&network=mlp&margin=4&epochs=4"
+              "&test_identities=3&val_identities=2&embedding_dim=8")
+    wait_for_app(page)
+    page.get_by_role("button", name="▶ Run").click()
+    page.get_by_text("Loss stuck at the margin").first.wait_for(timeout=180_000)
+    page.get_by_text("lower the margin below 2").first.wait_for()
+    assert page.locator(EXCEPTION).count() == 0
+    shoot(page, tmp_path, "train-health")
