@@ -25,6 +25,70 @@ BASELINES = {"pixels": "Raw pixels", "eigenfaces": "Eigenfaces (PCA)",
              "fisherfaces": "Fisherfaces (LDA)"}
 SWEEP_KEY = "sweep_job"
 
+CROSS_DATASETS = {"att": "AT&T / ORL faces", "olivetti": "Olivetti faces", "lfw": "LFW",
+                  "folder": "Your own folder or .zip of faces"}
+
+
+@st.cache_data(show_spinner="Embedding the other dataset through the run's pipeline ...",
+               max_entries=8)
+def _cross_dataset(run_id: str, stamp: float, dataset: str, data_dir: str | None) -> dict:
+    from lab import crosseval
+
+    found = crosseval.cross_dataset(ui.run_store().load(run_id), dataset, data_dir)
+    verification = found.pop("verification")
+    found["fpr"], found["tpr"] = verification.fpr, verification.tpr
+    return found
+
+
+def cross_dataset_section(store, chosen, curves, log_far: bool) -> None:
+    """Test on another dataset: the run's in-domain ROC beside its ROC on another face set."""
+    st.subheader("Test on another dataset")
+    st.caption("Every person of another dataset is unseen, and so is its kind of photo "
+               "(camera, light, framing): the gap between the two curves is domain shift. "
+               "The other set goes through the run's own face pipeline and input size.")
+    left, middle, right = st.columns(3)
+    info = left.selectbox("Run", chosen, format_func=lambda i: i.name, key="cross_run")
+    dataset = middle.selectbox("Other dataset", list(CROSS_DATASETS),
+                               format_func=CROSS_DATASETS.get, key="cross_dataset")
+    data_dir = right.text_input("Folder or .zip (for your own faces; AT&T: optional)",
+                                key="cross_dir", placeholder="/path/to/faces") or None
+    if dataset == "folder" and not data_dir:
+        st.info("Give the path of a folder (or .zip) with one sub-folder of photos per person.")
+        return
+    if not st.toggle("Evaluate", key="cross_go",
+                     help="Loads and embeds the other dataset (detection once, then cached)."):
+        return
+    try:
+        found = _cross_dataset(info.id, info.created, dataset, data_dir)
+    except (DatasetError, ValueError, OSError, RuntimeError) as error:
+        st.error(f"Cannot evaluate {info.name} on {CROSS_DATASETS[dataset]}: {error}")
+        return
+    own = next((c for c in curves if c["name"] == info.name), None)
+    s = found["summary"]
+    other = {"name": f"on {CROSS_DATASETS[dataset]} ({found['people']} people)",
+             "fpr": found["fpr"], "tpr": found["tpr"], "auc": s["auc"], "eer": s["eer"]}
+    pair = ([{**own, "name": f"{info.name}: own test people (in-domain)"}] if own else []) + [
+        {**other, "name": f"{info.name}: {other['name']}"}]
+    plot, table = st.columns([3, 2])
+    with plot:
+        ui.show_figure(plots.roc_curves(pair, log_far=log_far,
+                                        title="In-domain vs another dataset"),
+                       f"cross-{info.id}-{dataset}", key="roc-cross")
+    with table:
+        st.dataframe([{"set": "own test people", "EER %": None if own is None
+                       else round(100 * own["eer"], 2),
+                       "AUC": None if own is None else round(own["auc"], 4)},
+                      {"set": CROSS_DATASETS[dataset], "EER %": round(100 * s["eer"], 2),
+                       "AUC": round(s["auc"], 4)}], hide_index=True)
+        st.markdown(f"At the run's own threshold ({found['threshold']:.3f}, FAR "
+                    f"{100 * found['threshold_far']:g} % on its validation people): "
+                    f"**FAR {100 * found['far_at_threshold']:.1f} %**, "
+                    f"**FRR {100 * found['frr_at_threshold']:.1f} %** on "
+                    f"{CROSS_DATASETS[dataset]}.")
+        for note in found["notes"]:
+            st.caption(note)
+
+
 st.title("📈 ROC & compare")
 st.caption("Verification of people never seen in training: each curve trades false accepts "
            "(FAR) against true accepts (TAR) as the threshold moves. Higher and further left "
@@ -90,6 +154,8 @@ with compare_tab:
             st.caption("These runs differ in: " + ", ".join(differences))
         run_report_button(store, [i.id for i in chosen], key="report-compare",
                           label="⬇ Report of these runs (HTML)")
+        if chosen:
+            cross_dataset_section(store, chosen, curves, log_far)
 
 with sweep_tab:
     st.markdown("Train one loss at several margins and plot the test EER against the margin: "

@@ -163,7 +163,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from lab.train import Trainer
 
     store = RunStore(args.runs) if args.runs else RunStore()
-    run = store.load(args.run)
+    run_id = args.run or getattr(args, "run_option", None)
+    if not run_id:
+        print("error: say which run: python -m lab evaluate RUN (or --run RUN)", file=sys.stderr)
+        return 2
+    run = store.load(run_id)
+    if getattr(args, "dataset", None):  # another dataset: lab.crosseval
+        from lab import crosseval
+
+        return crosseval.cli(args, run)
     trainer = Trainer(run.config, probes=False)
     trainer.model.load_state_dict(run.load_model(trainer.device).state_dict())
     metrics = trainer.evaluate()
@@ -222,12 +230,16 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     train.set_defaults(func=cmd_train)
 
     evaluate = sub.add_parser("evaluate", help="recompute a saved run's test figures")
-    evaluate.add_argument("run", help="run id (see `python -m lab runs`)")
+    evaluate.add_argument("run", nargs="?", default=None,
+                          help="run id (see `python -m lab runs`)")
     evaluate.add_argument("--baselines", action="store_true",
                           help="also raw pixels, eigenfaces and Fisherfaces on the same split")
     evaluate.add_argument("--save", action="store_true", help="write them to metrics.json")
     evaluate.add_argument("--runs", help="run store folder")
     evaluate.add_argument("--json", action="store_true")
+    from lab.crosseval import add_arguments as cross_dataset_arguments
+
+    cross_dataset_arguments(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
 
     runs = sub.add_parser("runs", help="list saved runs")
