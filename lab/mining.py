@@ -148,17 +148,19 @@ def batchhard_triplets(energies: torch.Tensor, labels: torch.Tensor) -> Triplets
 
 
 def triplets_to_pairs(triplets: Triplets) -> Pairs:
-    """The distinct genuine pairs (a, p) and impostor pairs (a, n) of some triplets.
+    """The distinct genuine pairs {a, p} and impostor pairs {a, n} of some triplets.
 
     This is how the pair losses use the triplet miners: FaceNet defines semi-hard and batch-hard
-    on triplets, so a pair loss trains on the pairs those triplets are made of.
+    on triplets, so a pair loss trains on the pairs those triplets are made of. A pair is
+    unordered: the triplets (a, p, ·) and (p, a, ·) share one genuine pair, counted once.
     """
     anchor, positive, negative = triplets
 
     def distinct(first: torch.Tensor, second: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if first.numel() == 0:
             return first, second
-        unique = torch.unique(torch.stack([first, second], dim=1), dim=0)
+        ordered = torch.stack([torch.minimum(first, second), torch.maximum(first, second)], 1)
+        unique = torch.unique(ordered, dim=0)
         return unique[:, 0], unique[:, 1]
 
     anchor_g, other_g = distinct(anchor, positive)

@@ -40,6 +40,16 @@ def test_limiter_serves_in_arrival_order_and_reports_places():
     assert limiter.running == 0 and limiter.waiting == 0
 
 
+def _until(condition, timeout: float = 5.0) -> bool:
+    """Wait for ``condition()`` to hold (a state to reach, not a time to pass)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def test_cancelled_while_queued_leaves_the_queue():
     limiter = TrainingLimiter(slots=1)
     never, cancel = threading.Event(), threading.Event()
@@ -47,7 +57,7 @@ def test_cancelled_while_queued_leaves_the_queue():
     result: list[bool] = []
     thread = threading.Thread(target=lambda: result.append(limiter.acquire(2, cancel)))
     thread.start()
-    time.sleep(0.1)
+    assert _until(lambda: limiter.position(2) == 1)  # queued (not a guess after a sleep)
     cancel.set()
     thread.join(5)
     assert result == [False] and limiter.waiting == 0
@@ -67,16 +77,12 @@ def test_step_trains_one_epoch_then_pauses_and_stop_keeps_the_run(run_root):
     store = RunStore(run_root)
     job = TrainingJob(TINY.replace(epochs=20), store=store, limiter=TrainingLimiter(1),
                       start_paused=True).start()
-    deadline = time.monotonic() + 120
-    while job.status != "paused" and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert job.status == "paused" and len(job.snapshot()) == 1
+    assert _until(lambda: job.status == "paused", 120)
+    assert len(job.snapshot()) == 1
     job.step()
-    deadline = time.monotonic() + 60
-    while len(job.snapshot()) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.2)
-    assert job.status == "paused" and len(job.snapshot()) == 2
+    # paused again after exactly one more epoch: wait for both, then check no third came
+    assert _until(lambda: len(job.snapshot()) >= 2 and job.status == "paused", 60)
+    assert len(job.snapshot()) == 2
     job.stop()
     assert job.wait(60)
     assert job.status == "stopped"

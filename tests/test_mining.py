@@ -104,8 +104,15 @@ def test_triplets_to_pairs_and_mine_dispatch():
     energies = energy_matrix(embeddings, "l2")
     triplets = batchhard_triplets(energies, labels)
     anchor_g, other_g, anchor_i, other_i = mine("batchhard", "pair", energies, labels, 0.5, None)
-    assert _as_set((anchor_g, other_g)) == _as_set(triplets[:2])
-    assert _as_set((anchor_i, other_i)) == _as_set((triplets[0], triplets[2]))
+    def unordered(first, second) -> list[tuple[int, int]]:
+        return [tuple(sorted(pair)) for pair in zip(first.tolist(), second.tolist(),
+                                                     strict=True)]
+
+    # each unordered pair of the triplets once: (a, p) and (p, a) are one genuine pair
+    genuine, impostor = unordered(anchor_g, other_g), unordered(anchor_i, other_i)
+    assert len(genuine) == len(set(genuine)) and len(impostor) == len(set(impostor))
+    assert set(genuine) == set(unordered(triplets[0], triplets[1]))
+    assert set(impostor) == set(unordered(triplets[0], triplets[2]))
     assert len(mine("all", "triplet", None, labels, 0.2, None)[0]) == len(all_triplets(labels)[0])
     empty = triplets_to_pairs(semihard_triplets(energies, labels, 0.0))
     assert all(t.numel() == 0 for t in empty)
