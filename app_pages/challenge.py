@@ -83,7 +83,9 @@ def setup_form(key: str) -> None:
                                           2**31 - 1, 0)
             budget = st.number_input("Time budget per run (seconds)", 5, 3600, 60, step=5)
         editable = st.multiselect("Settings students may change", ch.EDITABLE,
-                                  default=list(ch.DEFAULT_EDITABLE))
+                                  default=list(ch.DEFAULT_EDITABLE),
+                                  help="Each within the range the Train page allows; every "
+                                       "other setting stays as set here.")
         made = st.form_submit_button("Create the challenge", type="primary")
     if made:
         base = RunConfig(dataset=dataset, num_identities=int(identities),

@@ -53,7 +53,7 @@ def big_table(rows: list[dict]) -> None:
             for c in columns) + "</tr>" for row in rows)
     st.html("<style>.lb{width:100%;border-collapse:collapse;font-size:1.9rem}"
             ".lb th,.lb td{padding:.35rem .8rem;border-bottom:1px solid #ddd;text-align:left}"
-            ".lb th{font-size:1.2rem;color:#555}</style>"
+            ".lb th{font-size:1.2rem;color:#555}.lb td:first-child{white-space:nowrap}</style>"
             f'<table class="lb"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>')
 
 
@@ -68,6 +68,9 @@ def board() -> None:
     if not rows:
         st.info("No submissions yet.")
         return
+    if all(r["TAR@FAR 1 %"] is None for r in rows):
+        st.caption("TAR at FAR 1 % needs about 1,000 impostor pairs among the hidden people's "
+                   "images; this challenge hides too few for it (—).")
     if presenter:
         big_table([r for r in rows if not r.get("hidden")])
     else:

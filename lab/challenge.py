@@ -38,11 +38,14 @@ from pathlib import Path
 import numpy as np
 
 from lab.config import RunConfig, problems
+from lab.fields import FIELDS
 
-# Settings a teacher may hand to students; everything else is fixed by the challenge.
-EDITABLE = ("loss", "margin", "energy", "miner", "scale", "chopra_q", "network", "embedding_dim",
-            "normalize", "lr", "epochs", "p_identities", "k_images", "seed", "augment",
-            "flip_average", "optimizer", "weight_decay")
+# Settings a teacher may hand to students; everything else is fixed by the challenge. A
+# student's value of each stays inside its range in lab.fields (checked by config.problems).
+EDITABLE = tuple(name for name in (
+    "loss", "margin", "energy", "miner", "scale", "chopra_q", "network", "embedding_dim",
+    "normalize", "lr", "epochs", "p_identities", "k_images", "seed", "augment", "flip_average",
+    "optimizer", "weight_decay") if name in FIELDS)
 DEFAULT_EDITABLE = ("loss", "margin", "energy", "miner", "network", "embedding_dim", "lr",
                     "epochs", "seed")
 DATASETS = ("synthetic", "digits", "att", "olivetti")  # offline, or cached on the server
@@ -234,7 +237,8 @@ def run_problems(challenge: Challenge, run, owner: str | None = None) -> list[st
     if run.status not in FINISHED:
         found.append(f"The run is {run.status}: only finished runs can enter.")
     config = run.config
-    extra = {k: v for k, v in (config.extra or {}).items() if k != "challenge_owner"}
+    extra = {k: v for k, v in (config.extra or {}).items()
+             if k not in ("challenge_owner", "changes")}
     if extra != challenge.required_extra:
         found.append("This run was not trained in this challenge (its people are not the "
                      "challenge's).")
@@ -257,6 +261,14 @@ def run_problems(challenge: Challenge, run, owner: str | None = None) -> list[st
         if elapsed > allowed:
             found.append(f"The run trained {elapsed:.0f} s, more than the challenge's "
                          f"{challenge.time_budget:g} s.")
+        # Settings changed mid-run (lab.changes: live in the history, replayed from extra).
+        changed = {k for h in history for k in (h.get("changes") or {})}
+        changed |= {k for c in (config.extra or {}).get("changes", []) for k in c
+                    if k != "epoch"}
+        fixed = sorted(changed - set(challenge.editable))
+        if fixed:
+            found.append(f"The run changed {', '.join(fixed)} while it trained; this challenge "
+                         "fixes it.")
         if max(int(h.get("epoch") or 0) for h in history) > config.epochs:
             found.append("The run's history has more epochs than its config.")
     if not (run.path / "model.safetensors").exists():

@@ -65,11 +65,11 @@ def test_a_class_challenge_in_the_browser(server, browser, tmp_path):
     while "teacher key:" not in server.log.read_text() and time.monotonic() < deadline:
         time.sleep(0.5)
     key = re.search(r"teacher key: (\S+)", server.log.read_text()).group(1)
-    teacher.get_by_label("Teacher key").fill("not the key")
-    teacher.get_by_label("Teacher key").press("Enter")
+    teacher.get_by_label("Teacher key", exact=True).fill("not the key")
+    teacher.get_by_label("Teacher key", exact=True).press("Enter")
     teacher.get_by_text("That is not the teacher key.").wait_for()
-    teacher.get_by_label("Teacher key").fill(key)
-    teacher.get_by_label("Teacher key").press("Enter")
+    teacher.get_by_label("Teacher key", exact=True).fill(key)
+    teacher.get_by_label("Teacher key", exact=True).press("Enter")
     teacher.get_by_role("button", name="Create the challenge").wait_for()
     fill_number(teacher, "Identities (synthetic faces)", 16)
     fill_number(teacher, "Images per identity (synthetic faces)", 4)
@@ -99,7 +99,7 @@ def test_a_class_challenge_in_the_browser(server, browser, tmp_path):
         page.get_by_role("button", name="Submit to the challenge").wait_for()
         if before_submit is not None:
             before_submit()
-        page.get_by_label("Your name on the leaderboard").fill(name)
+        page.get_by_label("Your name on the leaderboard", exact=True).fill(name)
         page.get_by_role("button", name="Submit to the challenge").click()
         return page
 

@@ -122,6 +122,14 @@ def test_three_students_ranked_by_hidden_eer_and_every_abuse_refused(setup, key,
     history.write_text("".join(json.dumps(line) + "\n" for line in lines))
     refused(runs.load(lazy.id), "more than the challenge's 30 s", token="student8",
             now=2300.0)
+    lines[-1]["elapsed"] = 1.0
+    lines[-1]["changes"] = {"margin": 3.0}  # margin is the students', image size is not
+    history.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert not ch.run_problems(challenge, runs.load(lazy.id))
+    lines[-1]["changes"] = {"margin": 3.0, "weight_decay": 0.5}
+    history.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert ch.run_problems(challenge, runs.load(lazy.id)) == [
+        "The run changed weight_decay while it trained; this challenge fixes it."]
     plain = runs.load(train_run(BASE, runs)[0].id)
     refused(plain, "not trained in this challenge", token="student7", now=2400.0)
     imported = runs.load(runs.import_zip(runs.export_zip(made[2].id)).id)

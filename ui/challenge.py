@@ -13,6 +13,7 @@ from lab import challenge as ch
 
 JOINED_KEY = "challenge_joined"
 TEACHER_STATE = "challenge_teacher_key"
+TEACHER_KEPT = "challenge_teacher_kept"
 TOKEN_KEY = "challenge_student_token"
 
 
@@ -40,9 +41,13 @@ def owner() -> str:
 
 
 def teacher_key_typed() -> str | None:
-    """The teacher key this session typed, when it is the right one."""
-    key = st.session_state.get(TEACHER_STATE)
-    return key if ch.is_teacher(key) else None
+    """The teacher key this session typed, when it is the right one. It is kept outside the
+    widget's state: Streamlit forgets a widget's value on a page that does not draw it."""
+    typed = st.session_state.get(TEACHER_STATE)
+    if typed and ch.is_teacher(typed):
+        st.session_state[TEACHER_KEPT] = typed
+    kept = st.session_state.get(TEACHER_KEPT)
+    return kept if ch.is_teacher(kept) else None
 
 
 def joined() -> ch.Challenge | None:
