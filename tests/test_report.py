@@ -142,3 +142,12 @@ def test_train_and_compare_pages_offer_the_report(run_root):
         assert not at.exception, [e.value for e in at.exception]
         labels = [b.proto.label for b in at.get("download_button")]
         assert any(text.startswith(label) for text in labels), labels
+
+
+def test_leaderboard_report_shows_names_as_text():
+    rows = [{"rank": 1, "name": "<img src=x onerror=alert(1)>", "EER %": 4.5, "train s": 20.0},
+            {"rank": 2, "name": "Ada", "EER %": 7.25, "train s": 31.0}]
+    page = rep.leaderboard_report("Class 3B", rows, ("rank", "name", "EER %", "train s"),
+                                  [("hidden people", 10)]).html()
+    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert "7.25" in page and page.count('class="figure-data"') == 1
