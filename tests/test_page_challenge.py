@@ -17,6 +17,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from lab import challenge as ch
+from lab import plots
 from lab.data import load_for_config
 from lab.data.splits import held_out_identities
 from lab.energy import pairwise_energy_np
@@ -127,7 +128,7 @@ def test_a_class_plays_a_challenge(stores):
     board = open_page("leaderboard", {"c": challenge.id})
     table = board.dataframe[0].value
     assert list(table["name"]) == [e.name for e in sorted(
-        challenges.load(challenge.id).entries, key=lambda e: e.eer)]
+        challenges.load(challenge.id).entries, key=lambda e: (e.eer, e.train_seconds))]
     assert set(table["name"]) == {"Ada", "Grace", "<b>Linus</b>"}  # a name is text
     assert list(table["EER %"]) == sorted(table["EER %"])
     assert not any(b.label == "Close the challenge" for b in board.button)  # no key, no power
@@ -227,6 +228,7 @@ def test_hidden_people_never_reach_a_students_pages(stores):
     i, j, same = verification_pairs(faces.labels[rows].numpy())
     hidden_genuine = pairwise_energy_np(emb[i[same]], emb[j[same]], run.config.energy)
     hidden_faces = faces.images[rows]
+    hidden_uris = {plots._image_uri(face.numpy()) for face in hidden_faces}  # map thumbnails
     probes = run.probes()
     assert not set(hidden) & set(probes["labels"].tolist())
     # The genuine energies of the student's own (validation) people, as the pages draw them.
@@ -242,6 +244,8 @@ def test_hidden_people_never_reach_a_students_pages(stores):
     def check(name: str, page: AppTest) -> int:
         """This page's output (one AppTest: read it before the next page is opened)."""
         matched = 0
+        specs = " ".join(chart.proto.spec for chart in page.get("plotly_chart"))
+        assert not any(uri in specs for uri in hidden_uris), f"a hidden thumbnail on {name}"
         for drawn in drawn_faces(page):
             assert not any(same_face(drawn, face) for face in hidden_faces), name
             seen_faces.append(same_face(drawn, faces.images[int(probes["indices"][0])]))
