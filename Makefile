@@ -6,10 +6,13 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 HOST ?= 127.0.0.1
 PORT ?= 8501
+# Train on a Ray cluster: `make run RAY=auto` or `RAY=HOST:PORT` (or METRIC_LAB_RAY_ADDRESS set);
+# empty (the default): trainings run in the app's process and Ray is neither installed nor imported.
+RAY ?= $(METRIC_LAB_RAY_ADDRESS)
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test test-quick lint install install-dev chromium bench clean-venv
+.PHONY: run test test-quick lint install install-dev install-ray chromium bench clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,15 +26,20 @@ $(VENV)/.installed-dev: requirements.txt requirements-dev.txt $(VENV)/.installed
 	$(PIP) install -q -r requirements-dev.txt
 	touch $@
 
+$(VENV)/.installed-ray: requirements-ray.txt $(VENV)/.installed
+	$(PIP) install -q -r requirements-ray.txt
+	touch $@
+
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
+install-ray: $(VENV)/.installed-ray
 
-run: install
+run: install $(if $(RAY),install-ray)
 	@echo "Metric Lab: open http://$(HOST):$(PORT) in your browser (Ctrl+C stops it)"
 	@key="$${METRIC_LAB_TEACHER_KEY:-$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(12))')}"; \
 	echo "Teacher key for the Class challenge page: $$key (set METRIC_LAB_TEACHER_KEY to choose it)"; \
-	METRIC_LAB_TEACHER_KEY="$$key" $(PY) -m streamlit run app.py --server.address $(HOST) \
-		--server.port $(PORT) --server.headless true
+	METRIC_LAB_TEACHER_KEY="$$key" $(if $(RAY),METRIC_LAB_RAY_ADDRESS=$(RAY)) $(PY) -m streamlit \
+		run app.py --server.address $(HOST) --server.port $(PORT) --server.headless true
 
 # Debian's chromium for the browser tests: installed when missing and we are root; otherwise the
 # browser tests skip and say why.
@@ -46,7 +54,7 @@ chromium:
 lint: install-dev
 	$(VENV)/bin/ruff check .
 
-test: install-dev chromium lint
+test: install-dev install-ray chromium lint
 	$(PY) -m pytest -q
 
 test-quick: install-dev

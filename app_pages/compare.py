@@ -9,7 +9,6 @@ from lab import plots
 from lab.config import LOSSES as LOSS_NAMES
 from lab.config import problems
 from lab.data import DatasetError
-from lab.jobs import SweepJob
 from lab.losses import LOSSES
 from lab.views import (
     baseline_verification,
@@ -184,7 +183,7 @@ with sweep_tab:
         busy = sweep is not None and sweep.active
         if st.button(f"Train {len(configs)} runs", type="primary",
                      disabled=busy or not configs or bool(wrong) or len(configs) > 24):
-            sweep = SweepJob(configs, store=store).start()
+            sweep = ui.runner().sweep_job(configs, store=store).start()
             st.session_state[SWEEP_KEY] = sweep
             st.session_state.setdefault("sweeps", []).append(name)
             st.rerun()

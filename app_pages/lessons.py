@@ -229,7 +229,7 @@ def collect(sweep: SweepJob) -> LessonResult:
 
 
 def start() -> None:
-    sweep = SweepJob(lesson_configs(lesson), store=ui.run_store()).start()
+    sweep = ui.runner().sweep_job(lesson_configs(lesson), store=ui.run_store()).start()
     st.session_state[JOB] = sweep
     st.session_state.pop(RESULT, None)
 

@@ -185,8 +185,8 @@ def start(paused: bool = False) -> None:
     if wrong:
         st.session_state["train_error"] = " ".join(wrong)
         return
-    new_job = TrainingJob(config, store=ui.run_store(), start_paused=paused,
-                          time_budget=challenge_ui.time_budget())
+    new_job = ui.runner().training_job(config, store=ui.run_store(), start_paused=paused,
+                                       time_budget=challenge_ui.time_budget())
     st.session_state[ui.JOB_KEY] = new_job.start()
     st.session_state.pop("live_cache", None)
 
@@ -234,6 +234,7 @@ with stage:
                       disabled=job is None or not job.active, width="stretch")
     buttons[4].button("↺ Reset", on_click=on_reset, help="Forget this training on the page "
                       "(saved runs stay in the table below).", width="stretch")
+    ui.runner_banner()
     if "train_error" in st.session_state:
         st.error(st.session_state.pop("train_error"))
     if job is not None and not job.saved and job.run is not None:
@@ -290,6 +291,13 @@ if show_controls:
             if st.button("Delete", disabled=busy, help="Delete this run's folder for good."):
                 store.delete(chosen.id)
                 st.rerun()
+        if chosen.status == "interrupted" and st.button(
+                "▶ Resume this run", disabled=job is not None and job.active,
+                help="Train its remaining epochs from its last checkpoint, in the same run."):
+            resumed = ui.runner().training_job(chosen.config, store=store, resume_id=chosen.id)
+            st.session_state[ui.JOB_KEY] = resumed.start()
+            st.session_state.pop("live_cache", None)
+            st.rerun()
     upload = st.file_uploader("Import a run (zip exported from Metric Lab)", type=["zip"],
                               key="import_run")
     if upload is not None and st.session_state.get("imported") != upload.file_id:

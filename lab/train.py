@@ -295,6 +295,9 @@ class Trainer:
         self.health_records: list[dict] = []  # history as train_run records it (lab.health)
         self.pending_changes: dict = {}  # changed while paused, for the next report (lab.changes)
         self._snapshot = self._state()
+        # A resumed run (lab.runners.checkpoint) starts after its checkpoint's epoch, so its
+        # batches and learning-rate schedule carry on where the interrupted run stopped.
+        self.first_epoch = 1
 
     # -- control -----------------------------------------------------------------------------
     def stop(self) -> None:
@@ -374,7 +377,7 @@ class Trainer:
         self.model.train()
         epoch = 0
         plan = scheduled_changes(c)  # settings changed mid-run, replayed (lab.changes)
-        for epoch in range(1, c.epochs + 1):
+        for epoch in range(self.first_epoch, c.epochs + 1):
             apply_changes(self, plan.get(epoch, {}))
             if self.threads and self.threads > 1:  # another training started: share the cores
                 self.threads = min(self.threads, threads_for(self.path, load=0.0))

@@ -26,6 +26,24 @@ def current_job():
     return st.session_state.get(JOB_KEY)
 
 
+@st.cache_resource
+def runner():
+    """Where this server's trainings run (lab.runners): in this process, or on the Ray cluster
+    METRIC_LAB_RAY_ADDRESS names (Ray is imported only then)."""
+    from lab.runners import select_runner
+
+    return select_runner()
+
+
+def runner_banner() -> None:
+    """Say where trainings run when it is not simply this server (a cluster, or why not)."""
+    banner = runner().banner()
+    if banner is not None:
+        level, text = banner
+        (st.warning if level == "warning" else st.caption)(("⚠️ " if level == "warning"
+                                                             else "🛰️ ") + text)
+
+
 def presenter() -> bool:
     """The projector switch: hides controls and enlarges figures (kept in the URL).
 

@@ -76,12 +76,14 @@ def live_view(job, config, presenter: bool = False) -> None:
                 f"images/s · {latest.elapsed:.1f} s")
         if job.active and eta is not None:
             text += f" · about {eta:.0f} s left"
+        if getattr(job, "where", ""):  # a run on a cluster says on which node
+            text += f" · on {job.where}"
         st.progress(min(1.0, latest.epoch / max(latest.epochs, 1)), text=text)
         if job.status == "paused":
             st.caption("⏸ Paused. Resume, Step one epoch, or Stop.")
         if job.status == "diverged":
             st.error(f"**The run diverged.** {latest.message}")
-        elif job.status in ("failed", "cancelled"):
+        elif job.status in ("failed", "cancelled", "interrupted"):
             st.error(job.message)
         elif job.status == "stopped":
             st.warning(f"Stopped: what was learnt is kept. {latest.message}".strip())

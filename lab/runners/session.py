@@ -1,0 +1,88 @@
+"""One training, driven one report at a time: what runs on a worker (a Ray actor wraps it).
+
+The app's job (``lab.runners.driver.SessionJob``) asks for the next report, saves it, and asks
+again only when the student has not paused: between two calls the worker is idle, exactly as a
+local training waits inside its ``on_report`` callback. ``stop()`` may arrive while ``next()``
+is training (the actor takes two calls at once), and ends the epoch at the next step.
+
+Nothing here touches a disk: the dataset arrives as an object (or is generated here when it
+needs no files), and the reports, the probe embeddings and every few epochs the weights go
+back to the app, which writes the run store.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+
+from lab.config import RunConfig
+
+# Datasets a worker can make itself (generated, or shipped inside a package): the app sends
+# every other dataset's images, so worker nodes need no copy of data/ and no shared disk.
+SELF_MADE_DATASETS = ("synthetic", "digits")
+DEFAULT_CHECKPOINT_EVERY = 5
+
+
+def checkpoint_every() -> int:
+    """Epochs between two checkpoints sent back: METRIC_LAB_CHECKPOINT_EVERY, else 5.
+
+    Why not every epoch: the default nets are small (a few hundred kB), but a ResNet on a GPU
+    worker is tens of MB per epoch over the network for 30 students; 5 epochs is at most a few
+    seconds of a classroom run lost when a node dies."""
+    configured = os.environ.get("METRIC_LAB_CHECKPOINT_EVERY")
+    return max(1, int(configured)) if configured else DEFAULT_CHECKPOINT_EVERY
+
+
+class TrainingSession:
+    """A :class:`lab.train.Trainer` behind three calls: ``describe``, ``next``, ``stop``."""
+
+    def __init__(self, config: RunConfig, faceset=None, checkpoint=None,
+                 every: int | None = None):
+        from lab.train import Trainer
+
+        self.every = every or checkpoint_every()
+        self.trainer = Trainer(config, faceset)
+        if checkpoint is not None:
+            from lab.runners.checkpoint import restore
+
+            restore(self.trainer, checkpoint)
+        self._fit = None
+
+    def describe(self) -> dict:
+        """What the app needs before the first report: the input shape, the probe set, and
+        where this training runs (shown to the student, and checked by the tests)."""
+        trainer = self.trainer
+        return {
+            "in_channels": trainer.in_channels, "image_size": trainer.image_size,
+            "num_classes": trainer.num_classes,
+            "probe_labels": trainer.probe_labels, "probe_is_test": trainer.probe_is_test,
+            "probe_indices": trainer.probe_indices,
+            "seen_labels": trainer.seen_labels, "seen_indices": trainer.seen_indices,
+            "initial_probes": trainer.initial_probes,
+            "initial_seen": trainer._seen_embeddings(),
+            "first_epoch": trainer.first_epoch,
+            "host": socket.gethostname(), "pid": os.getpid(),
+            "node_ip": _node_ip(),
+        }
+
+    def next(self):
+        """Train up to the next report; returns (report, checkpoint state or None).
+
+        The checkpoint comes with every ``every``-th epoch and with the last report."""
+        if self._fit is None:
+            self._fit = self.trainer.fit()
+        report = next(self._fit)
+        due = report.status != "running" or (report.epoch > 0 and report.epoch % self.every == 0)
+        return report, (self.trainer._state() if due else None)
+
+    def stop(self) -> None:
+        self.trainer.stop()
+
+
+def _node_ip() -> str | None:
+    """The Ray node's address when this runs in a Ray worker (never imports Ray itself)."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return None
+    return ray.util.get_node_ip_address()
