@@ -11,13 +11,20 @@ A real ``streamlit run app.py`` on 127.0.0.1 (its own empty run store, at most
 - ``--client browser``: a Playwright context in ONE headless chromium (real rendering; right
   for a handful of students, as the test suite does, and a slow but passing 30).
 
-Each opens the Train page with a short config in the URL (synthetic faces, a small
-MLP, 2 epochs), presses Run, and waits for its result ("Verification of people never seen in
+Each opens the Train page with the students' settings in the URL (``--query``; by default none,
+so they train the app's default Run, what a class does first), presses Run, and waits for its
+result ("Verification of people never seen in
 training"). Meanwhile idle sessions (queued or finished) are poked: the Presenter switch is
 flipped and the time until the page shows the change is the interaction latency students feel
 while the server is busy. Everything is bounded: a hard time limit, then the browser and the
 server are stopped whatever happened. The result says whether every session got its result and
 every run is in the store (none lost), with p50/p95 latency, the total time and the load average.
+
+``--runner ray`` starts a simulated 2-node Ray cluster (``ray.cluster_utils.Cluster``: a head that
+trains nothing and 2 worker nodes of 1 CPU, all on 127.0.0.1, no dashboard) and points the server
+at it, so the trainings run in Ray actors and the server only serves pages; ``--runner local``
+(the default) trains in the server's process. The figures include the server process's own CPU
+time, which is what moves between the two.
 
 Why the async Playwright API: 30 pages driven from one thread without one slow page holding up
 the others.
@@ -49,8 +56,11 @@ CHROMIUM = Path(os.environ.get("METRIC_LAB_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run",
                  "--disable-dev-shm-usage", "--disable-quic"]
-# A short lesson: synthetic faces, 12 identities x 4 images of 16 px, an MLP, 2 epochs.
-QUERY = ("dataset=synthetic&num_identities=12&images_per_identity=4&image_size=16"
+# The students' settings: none, i.e. the app's default Run (lab.config.RunConfig).
+QUERY = ""
+# A short lesson for the test suite: synthetic faces, 12 identities x 4 images of 16 px, an MLP,
+# 2 epochs.
+SHORT_QUERY = ("dataset=synthetic&num_identities=12&images_per_identity=4&image_size=16"
          "&val_identities=2&test_identities=4&network=mlp&embedding_dim=16&epochs=2")
 RESULT_TEXT = "Verification of people never seen in training"
 # What the Train page shows once Run has been taken: queued, starting, training, or done.
@@ -60,6 +70,7 @@ CLICK_PATIENCE_S = 60.0  # a student who sees nothing happen clicks Run again, t
 CONTROL_TEXT = "Unseen test identities"  # a control label: hidden in presenter mode
 MAX_SESSIONS = 60
 CLIENTS = ("protocol", "browser")
+RUNNERS = ("local", "ray")
 RUN_LABEL = "▶ Run"
 PRESENTER_LABEL = "Presenter mode"
 
@@ -98,10 +109,14 @@ def _free_port() -> int:
 class Server:
     """``streamlit run app.py`` on 127.0.0.1 with its own run store; ``stop()`` always ends it."""
 
-    def __init__(self, runs: Path, log: Path, slots: int | None = None):
+    def __init__(self, runs: Path, log: Path, slots: int | None = None,
+                 ray_address: str | None = None):
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "METRIC_LAB_RUNS": str(runs)}
+        env.pop("METRIC_LAB_RAY_ADDRESS", None)
+        if ray_address is not None:
+            env["METRIC_LAB_RAY_ADDRESS"] = ray_address
         if slots is not None:  # trainings at once; None keeps the app's own default
             env["METRIC_LAB_MAX_TRAININGS"] = str(slots)
         self._log = open(log, "w")  # noqa: SIM115 - closed in stop()
@@ -124,6 +139,14 @@ class Server:
             except OSError:
                 time.sleep(0.5)
         raise RuntimeError(f"streamlit did not answer in {timeout:.0f} s")
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time of the server process so far (Linux /proc), or None."""
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return None
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -184,7 +207,7 @@ async def _play(session: Session, t0: float, open_page: Callable[[], Awaitable[N
 
 
 async def _student(session: Session, browser, url: str, t0: float, timeout_ms: float,
-                   stagger: float) -> None:
+                   stagger: float, query: str) -> None:
     await asyncio.sleep(stagger)
 
     async def open_page() -> None:
@@ -192,7 +215,7 @@ async def _student(session: Session, browser, url: str, t0: float, timeout_ms: f
         page = await context.new_page()
         page.set_default_timeout(timeout_ms)
         session.page = page
-        await page.goto(f"{url}/train?{QUERY}", timeout=timeout_ms)
+        await page.goto(f"{url}/train?{query}", timeout=timeout_ms)
         await _wait_app(page, timeout_ms)
 
     async def run_to_result() -> None:
@@ -222,11 +245,11 @@ async def _probe(session: Session, timeout_ms: float) -> float | None:
 
 # -- protocol clients -----------------------------------------------------------------------------
 async def _protocol_student(session: Session, url: str, t0: float, timeout: float,
-                            stagger: float) -> None:
+                            stagger: float, query: str) -> None:
     from loadtest.st_client import StreamlitClient
 
     await asyncio.sleep(stagger)
-    client = session.client = StreamlitClient(url, page="train", query=QUERY)
+    client = session.client = StreamlitClient(url, page="train", query=query)
 
     async def open_page() -> None:
         await client.open(timeout=timeout)
@@ -271,10 +294,12 @@ async def _protocol_probe(session: Session, timeout_ms: float) -> float | None:
 
 
 async def _drive_protocol(url: str, sessions: list[Session], latencies: list[dict], t0: float,
-                          hard_timeout: float, probe_gap: float, ramp: float, seed: int) -> None:
+                          hard_timeout: float, probe_gap: float, ramp: float, seed: int,
+                          query: str) -> None:
     try:
         await _run_class(sessions, latencies, t0, hard_timeout, probe_gap, seed, _protocol_probe,
-                         lambda s, stagger: _protocol_student(s, url, t0, hard_timeout, stagger),
+                         lambda s, stagger: _protocol_student(s, url, t0, hard_timeout, stagger,
+                                                              query),
                          ramp)
     finally:
         tabs = [s for s in sessions if s.client is not None]
@@ -327,7 +352,8 @@ async def _prober(sessions: list[Session], latencies: list[dict], t0: float,
 
 
 async def _drive(url: str, sessions: list[Session], latencies: list[dict], t0: float,
-                 hard_timeout: float, probe_gap: float, ramp: float, seed: int) -> None:
+                 hard_timeout: float, probe_gap: float, ramp: float, seed: int,
+                 query: str) -> None:
     from playwright.async_api import async_playwright
 
     timeout_ms = hard_timeout * 1000
@@ -336,7 +362,8 @@ async def _drive(url: str, sessions: list[Session], latencies: list[dict], t0: f
                                                    args=CHROMIUM_ARGS)
         try:
             await _run_class(sessions, latencies, t0, hard_timeout, probe_gap, seed, _probe,
-                             lambda s, stagger: _student(s, browser, url, t0, timeout_ms, stagger),
+                             lambda s, stagger: _student(s, browser, url, t0, timeout_ms, stagger,
+                                                         query),
                              ramp)
         finally:
             await browser.close()
@@ -344,10 +371,13 @@ async def _drive(url: str, sessions: list[Session], latencies: list[dict], t0: f
 
 def bench_classroom(sessions: int = 30, slots: int = 2, hard_timeout: float = 1200,
                     probe_gap: float = 0.5, ramp: float = 10.0, seed: int = 0,
-                    keep: Path | None = None, client: str = "protocol") -> dict[str, Any]:
+                    keep: Path | None = None, client: str = "protocol", query: str = QUERY,
+                    runner: str = "local") -> dict[str, Any]:
     """Run the classroom load test and return its figures (see the module docstring)."""
     if client not in CLIENTS:
         raise ValueError(f"client must be one of {', '.join(CLIENTS)}")
+    if runner not in RUNNERS:
+        raise ValueError(f"runner must be one of {', '.join(RUNNERS)}")
     if client == "browser" and not CHROMIUM.exists():
         raise RuntimeError(f"chromium not found at {CHROMIUM} (apt-get install chromium)")
     if not 1 <= sessions <= MAX_SESSIONS:
@@ -359,17 +389,30 @@ def bench_classroom(sessions: int = 30, slots: int = 2, hard_timeout: float = 12
     runs.mkdir()
     load_before = os.getloadavg()
     t0, wall0 = time.monotonic(), time.time()
-    server = Server(runs, work / "streamlit.log", slots)
+    cluster = SimulatedCluster() if runner == "ray" else None
+    server = None
+    app_cpu = None
     people = [Session(i) for i in range(sessions)]
     latencies: list[dict] = []
     try:
+        server = Server(runs, work / "streamlit.log", slots,
+                        ray_address=None if cluster is None else cluster.address)
         server.wait_healthy(min(180, hard_timeout))
         started = time.monotonic()
+        cpu_before = server.cpu_seconds()
         drive = _drive if client == "browser" else _drive_protocol
         run_coroutine(drive(server.url, people, latencies, started,
-                            hard_timeout - (started - t0), probe_gap, ramp, seed))
+                            hard_timeout - (started - t0), probe_gap, ramp, seed, query))
+        cpu_after = server.cpu_seconds()
+        if cpu_before is not None and cpu_after is not None:
+            app_cpu = {"seconds": round(cpu_after - cpu_before, 1),
+                       "cores_busy": round((cpu_after - cpu_before)
+                                           / max(time.monotonic() - started, 1e-9), 2)}
     finally:
-        server.stop()
+        if server is not None:
+            server.stop()
+        if cluster is not None:
+            cluster.shutdown()
     total = time.monotonic() - t0
     load_after = os.getloadavg()
     infos = RunStore(runs).list()
@@ -396,7 +439,10 @@ def bench_classroom(sessions: int = 30, slots: int = 2, hard_timeout: float = 12
 
     return {
         "bench": "classroom",
-        "sessions": sessions, "slots": slots, "client": client, "query": QUERY,
+        "sessions": sessions, "slots": slots, "client": client, "query": query,
+        "runner": runner,
+        "cluster": None if cluster is None else cluster.description,
+        "app_process_cpu": app_cpu,
         "port": server.port,
         "all_finished": all(s.state == "done" for s in people),
         "sessions_done": sum(s.state == "done" for s in people),
@@ -432,6 +478,39 @@ def bench_classroom(sessions: int = 30, slots: int = 2, hard_timeout: float = 12
     }
 
 
+class SimulatedCluster:
+    """Ray's multi-node simulator on this machine: a head that trains nothing and 2 worker nodes
+    of 1 CPU, every node on 127.0.0.1, no dashboard, small object stores; ``shutdown()`` always
+    ends it (and Ray's reaper ends it with this process)."""
+
+    NODES, CPUS, OBJECT_STORE = 2, 1, 80 * 2**20
+
+    def __init__(self):
+        from ray.cluster_utils import Cluster
+
+        from lab.runners.ray_runner import _keep_loopback
+
+        _keep_loopback("127.0.0.1")
+        self.cluster = Cluster(initialize_head=True, head_node_args={
+            "num_cpus": 0, "node_ip_address": "127.0.0.1", "include_dashboard": False,
+            "object_store_memory": self.OBJECT_STORE})
+        try:
+            for _ in range(self.NODES):
+                self.cluster.add_node(num_cpus=self.CPUS, node_ip_address="127.0.0.1",
+                                      object_store_memory=self.OBJECT_STORE)
+            self.cluster.wait_for_nodes()
+        except BaseException:
+            self.cluster.shutdown()
+            raise
+        self.address = self.cluster.address
+        self.description = {"address": self.address, "worker_nodes": self.NODES,
+                            "cpus_per_node": self.CPUS, "head_cpus": 0,
+                            "simulator": "ray.cluster_utils.Cluster"}
+
+    def shutdown(self) -> None:
+        self.cluster.shutdown()
+
+
 def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
@@ -448,12 +527,19 @@ def bench_arguments(parser: argparse.ArgumentParser) -> None:
                         help="students open the page spread over this many seconds")
     parser.add_argument("--client", choices=CLIENTS, default="protocol",
                         help="protocol: headless websocket tabs (default); browser: chromium pages")
+    parser.add_argument("--query", default=QUERY,
+                        help="the students' settings, as the Train page's URL query "
+                             "(default: none, the app's default Run)")
+    parser.add_argument("--runner", choices=RUNNERS, default="local",
+                        help="local: trainings in the server's process; ray: on a simulated "
+                             "2-node Ray cluster on 127.0.0.1")
     parser.add_argument("--json", dest="json_out", help="write the result here")
 
 
 def bench_run(args: argparse.Namespace) -> dict[str, Any]:
     result = bench_classroom(args.sessions, args.slots, args.timeout, args.probe_gap, args.ramp,
-                             client=args.client)
+                             client=args.client, query=args.query.lstrip("?"),
+                             runner=args.runner)
     latency = result["latency_seconds"]
     print(f"{result['sessions_done']}/{result['sessions']} sessions got their result, "
           f"{result['runs_done']} runs done in the store, {result['total_seconds']} s; "

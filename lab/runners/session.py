@@ -63,7 +63,7 @@ class TrainingSession:
             "initial_seen": trainer._seen_embeddings(),
             "first_epoch": trainer.first_epoch,
             "host": socket.gethostname(), "pid": os.getpid(),
-            "node_ip": _node_ip(),
+            "node_ip": _node_ip(), "node_id": _node_id(),
         }
 
     def next(self):
@@ -86,3 +86,10 @@ def _node_ip() -> str | None:
     if ray is None or not ray.is_initialized():
         return None
     return ray.util.get_node_ip_address()
+
+
+def _node_id() -> str | None:
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return None
+    return ray.get_runtime_context().get_node_id()

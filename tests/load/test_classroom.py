@@ -24,7 +24,8 @@ BROWSER_SESSIONS = 2
 
 @pytest.fixture(scope="module")
 def result():
-    return classroom.bench_classroom(sessions=SESSIONS, slots=2, hard_timeout=480, ramp=3)
+    return classroom.bench_classroom(sessions=SESSIONS, slots=2, hard_timeout=480, ramp=3,
+                                     query=classroom.SHORT_QUERY)
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,7 @@ def browser_result():
         pytest.skip(f"Debian chromium not found at {classroom.CHROMIUM}")
     pytest.importorskip("playwright")
     return classroom.bench_classroom(sessions=BROWSER_SESSIONS, slots=2, hard_timeout=360,
-                                     client="browser")
+                                     client="browser", query=classroom.SHORT_QUERY)
 
 
 def _everyone_finished(result: dict, sessions: int) -> None:
@@ -87,7 +88,7 @@ def test_the_headless_tab_sees_what_a_browser_would(tmp_path: Path):
     server = classroom.Server(runs, tmp_path / "streamlit.log", slots=1)
 
     async def visit() -> None:
-        tab = StreamlitClient(server.url, page="train", query=classroom.QUERY)
+        tab = StreamlitClient(server.url, page="train", query=classroom.SHORT_QUERY)
         try:
             await tab.open()
             first = await tab.wait_for_run(0, 120)
