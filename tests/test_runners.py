@@ -91,8 +91,8 @@ def test_session_job_matches_the_local_job_for_the_same_seed(run_root):
 class _DiesAfter(InProcessHandle):
     """A worker that dies during its ``n``-th ``next`` call."""
 
-    def __init__(self, config, checkpoint, n):
-        super().__init__(config, checkpoint)
+    def __init__(self, config, checkpoint, n, time_budget=None):
+        super().__init__(config, checkpoint, time_budget)
         self.calls, self.n = 0, n
 
     def call(self, method, *args):
@@ -107,8 +107,8 @@ class _Launcher:
     def __init__(self, n):
         self.n = n
 
-    def launch(self, config, checkpoint):
-        return _DiesAfter(config, checkpoint, self.n)
+    def launch(self, config, checkpoint, time_budget=None):
+        return _DiesAfter(config, checkpoint, self.n, time_budget)
 
 
 @pytest.mark.slow

@@ -25,7 +25,8 @@ class Runner(Protocol):
     kind: str
 
     def training_job(self, config: RunConfig, store=None, name: str | None = None,
-                     start_paused: bool = False, resume_id: str | None = None):
+                     start_paused: bool = False, resume_id: str | None = None,
+                     time_budget: float | None = None):
         """A job the Train page drives (start, pause, resume, step, stop, heartbeat, reports);
         ``resume_id``: continue that interrupted run from its last checkpoint."""
 

@@ -47,16 +47,18 @@ class SessionHandle(Protocol):
 
 
 class Launcher(Protocol):
-    def launch(self, config: RunConfig, checkpoint: Checkpoint | None) -> SessionHandle: ...
+    def launch(self, config: RunConfig, checkpoint: Checkpoint | None,
+               time_budget: float | None = None) -> SessionHandle: ...
 
 
 class InProcessHandle:
     """The session in this process: resuming a run when no cluster is there."""
 
-    def __init__(self, config: RunConfig, checkpoint: Checkpoint | None):
+    def __init__(self, config: RunConfig, checkpoint: Checkpoint | None,
+                 time_budget: float | None = None):
         from lab.runners.session import TrainingSession
 
-        self.session = TrainingSession(config, checkpoint=checkpoint)
+        self.session = TrainingSession(config, checkpoint=checkpoint, time_budget=time_budget)
 
     def call(self, method: str, *args: Any) -> Any:
         return getattr(self.session, method)(*args)
@@ -71,8 +73,9 @@ class InProcessHandle:
 class InProcessLauncher:
     where = "this server"
 
-    def launch(self, config: RunConfig, checkpoint: Checkpoint | None) -> InProcessHandle:
-        return InProcessHandle(config, checkpoint)
+    def launch(self, config: RunConfig, checkpoint: Checkpoint | None,
+               time_budget: float | None = None) -> InProcessHandle:
+        return InProcessHandle(config, checkpoint, time_budget)
 
 
 class _StateDict:
@@ -114,6 +117,7 @@ class SessionJob(TrainingJob):
         self.launcher = self.launcher or InProcessLauncher()
         self._interruption: str | None = None
         self.checkpoint_epoch = 0
+        self.node_id: str | None = None  # the Ray node it trains on
 
     def _work(self) -> None:
         super()._work()
@@ -130,7 +134,7 @@ class SessionJob(TrainingJob):
             checkpoint = load_checkpoint(run)
             self.config = run.config
             self.checkpoint_epoch = checkpoint.epoch
-        handle = self.launcher.launch(self.config, checkpoint)
+        handle = self.launcher.launch(self.config, checkpoint, self.time_budget)
         try:
             return self._drive(handle, store, run, checkpoint)
         except WorkerLostError as lost:
@@ -144,6 +148,7 @@ class SessionJob(TrainingJob):
         from lab.train import EpochReport, MemoryRun, _to_memory
 
         info = handle.call("describe")
+        self.node_id = info.get("node_id")
         self.where = (f"Ray node {info['node_ip']}" if info.get("node_ip")
                       else getattr(self.launcher, "where", ""))
         if run is None:

@@ -21,13 +21,15 @@ class LocalRunner:
         self.notice = notice
 
     def training_job(self, config: RunConfig, store=None, name: str | None = None,
-                     start_paused: bool = False, resume_id: str | None = None) -> TrainingJob:
+                     start_paused: bool = False, resume_id: str | None = None,
+                     time_budget: float | None = None) -> TrainingJob:
         if resume_id is not None:
             from lab.runners.driver import SessionJob
 
             return SessionJob(config, store=store, name=name, start_paused=start_paused,
-                              resume_id=resume_id)
-        return TrainingJob(config, store=store, name=name, start_paused=start_paused)
+                              time_budget=time_budget, resume_id=resume_id)
+        return TrainingJob(config, store=store, name=name, start_paused=start_paused,
+                           time_budget=time_budget)
 
     def sweep_job(self, configs: list[RunConfig], store=None) -> SweepJob:
         return SweepJob(configs, store=store)

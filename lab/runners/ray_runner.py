@@ -33,6 +33,7 @@ import time
 from typing import Any
 
 import ray
+import ray._private.auto_init_hook
 
 from lab.config import RunConfig
 from lab.jobs import SweepJob, TrainingLimiter
@@ -44,6 +45,9 @@ POLL_S = 2.0  # a waiting ray.get checks the head is still there this often
 HEAD_SILENT_S = 10.0  # the head unreachable this long: the cluster is lost
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _ACTOR_CLASS = None  # the Ray actor class, made on first use
+# A Ray call after the cluster is gone must fail, not quietly start a one-machine Ray inside the
+# app (Ray's "auto connect"): the runner then hands trainings to the local runner instead.
+ray._private.auto_init_hook.enable_auto_connect = False
 
 
 class RayUnavailableError(RuntimeError):
@@ -106,14 +110,15 @@ class _TrainingActor:
     """The actor: a TrainingSession made on its first call (so a bad config or dataset comes
     back as that error, not as a dead actor)."""
 
-    def __init__(self, config: RunConfig, faceset, checkpoint, every: int):
-        self._args = (config, faceset, checkpoint, every)
+    def __init__(self, config: RunConfig, faceset, checkpoint, every: int,
+                 time_budget: float | None):
+        self._args = (config, faceset, checkpoint, every, time_budget)
         self._session: TrainingSession | None = None
 
     def call(self, method: str, *args: Any) -> Any:
         if self._session is None:
-            config, faceset, checkpoint, every = self._args
-            self._session = TrainingSession(config, faceset, checkpoint, every)
+            config, faceset, checkpoint, every, time_budget = self._args
+            self._session = TrainingSession(config, faceset, checkpoint, every, time_budget)
         return getattr(self._session, method)(*args)
 
     def stop(self) -> None:
@@ -144,17 +149,19 @@ class RayHandle:
                     raise self.runner.lost_cluster() from None
             except RayTaskError as error:
                 raise error.as_instanceof_cause() from None
+            except SystemExit:  # what ray.get raises once the driver lost its raylet or head
+                raise self.runner.lost_cluster() from None
             except RayActorError as error:
                 raise self.runner.lost_worker(error) from None
             except RayError as error:
                 raise self.runner.lost_worker(error) from None
 
     def cast(self, method: str) -> None:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception, SystemExit):
             getattr(self.actor, method).remote()
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception, SystemExit):
             ray.kill(self.actor)
 
 
@@ -266,14 +273,17 @@ class RayRunner:
             return ("warning", f"The Ray cluster at {self.address} does not answer: {error}")
 
     def training_job(self, config: RunConfig, store=None, name: str | None = None,
-                     start_paused: bool = False, resume_id: str | None = None):
+                     start_paused: bool = False, resume_id: str | None = None,
+                     time_budget: float | None = None):
         if self.lost:
             return self.fallback.training_job(config, store=store, name=name,
-                                              start_paused=start_paused, resume_id=resume_id)
+                                              start_paused=start_paused, resume_id=resume_id,
+                                              time_budget=time_budget)
         with contextlib.suppress(Exception):
             self.refresh_slots()
         return SessionJob(config, store=store, name=name, limiter=self.limiter,
-                          start_paused=start_paused, launcher=self, resume_id=resume_id)
+                          start_paused=start_paused, time_budget=time_budget, launcher=self,
+                          resume_id=resume_id)
 
     def sweep_job(self, configs: list[RunConfig], store=None):
         if self.lost:
@@ -283,7 +293,8 @@ class RayRunner:
         return sweep
 
     # -- launching actors ----------------------------------------------------------------------
-    def launch(self, config: RunConfig, checkpoint) -> RayHandle:
+    def launch(self, config: RunConfig, checkpoint, time_budget: float | None = None
+               ) -> RayHandle:
         global _ACTOR_CLASS
         if _ACTOR_CLASS is None:
             # Two calls at once: stop() must reach the actor while next() trains. No restarts:
@@ -291,7 +302,7 @@ class RayRunner:
             # checkpoint instead, and says so.
             _ACTOR_CLASS = ray.remote(max_concurrency=2, max_restarts=0)(_TrainingActor)
         actor = _ACTOR_CLASS.options(num_cpus=self.cpus, num_gpus=self.gpus).remote(
-            config, self._dataset(config), checkpoint, checkpoint_every())
+            config, self._dataset(config), checkpoint, checkpoint_every(), time_budget)
         return RayHandle(self, actor)
 
     def _dataset(self, config: RunConfig):
@@ -325,8 +336,16 @@ class RayRunner:
     def lost_cluster(self) -> WorkerLostError:
         """The head no longer answers: from now on new trainings run on this server."""
         with self._lock:
-            if self.lost_at is None:
+            first = self.lost_at is None
+            if first:
                 self.lost_at = time.time()
                 self.lost_reason = "its head stopped answering"
+        if first:  # disconnect, so Ray's driver stops retrying a head that is gone
+            threading.Thread(target=_disconnect, name="ray-disconnect", daemon=True).start()
         return WorkerLostError(f"The Ray cluster at {self.address} stopped answering, so this run "
                            "could not finish there.")
+
+
+def _disconnect() -> None:
+    with contextlib.suppress(Exception, SystemExit):
+        ray.shutdown()

@@ -38,11 +38,11 @@ class TrainingSession:
     """A :class:`lab.train.Trainer` behind three calls: ``describe``, ``next``, ``stop``."""
 
     def __init__(self, config: RunConfig, faceset=None, checkpoint=None,
-                 every: int | None = None):
+                 every: int | None = None, time_budget: float | None = None):
         from lab.train import Trainer
 
         self.every = every or checkpoint_every()
-        self.trainer = Trainer(config, faceset)
+        self.trainer = Trainer(config, faceset, time_budget=time_budget)
         if checkpoint is not None:
             from lab.runners.checkpoint import restore
 
@@ -70,9 +70,12 @@ class TrainingSession:
         """Train up to the next report; returns (report, checkpoint state or None).
 
         The checkpoint comes with every ``every``-th epoch and with the last report."""
+        from lab.train import _add_health
+
         if self._fit is None:
             self._fit = self.trainer.fit()
         report = next(self._fit)
+        _add_health(self.trainer, report)  # the health monitor's statistics, as train_run does
         due = report.status != "running" or (report.epoch > 0 and report.epoch % self.every == 0)
         return report, (self.trainer._state() if due else None)
 
