@@ -164,8 +164,10 @@ def test_pause_step_stop_drive_a_session_job(run_root):
                      start_paused=True).start()
     _wait_for(lambda: job.status == "paused")
     assert [r.epoch for r in job.snapshot()] == [1]  # Step at start: one epoch, then paused
+    job.change(lr=3e-4)  # a new learning rate while paused reaches the session's trainer
     job.step()
     _wait_for(lambda: len(job.snapshot()) == 2 and job.status == "paused")
+    assert job.snapshot()[1].changes == {"lr": 3e-4} and job.config.lr == 3e-4
     job.stop()
     assert job.wait(60)
     assert job.status == "stopped"

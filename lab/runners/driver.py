@@ -102,6 +102,9 @@ class _RemoteTrainer:
     def stop(self) -> None:
         self._handle.cast("stop")
 
+    def change(self, changes: dict) -> None:
+        self._handle.call("change", changes)
+
 
 @dataclass
 class SessionJob(TrainingJob):
@@ -118,6 +121,15 @@ class SessionJob(TrainingJob):
         self._interruption: str | None = None
         self.checkpoint_epoch = 0
         self.node_id: str | None = None  # the Ray node it trains on
+
+    def _apply_changes(self) -> None:
+        """Settings changed while paused (lab.changes) go to the session, which applies them
+        to its trainer before the next epoch, as a local job does."""
+        with self._lock:
+            changes, self._changes = getattr(self, "_changes", {}), {}
+        if changes and self._trainer is not None:
+            self._trainer.change(changes)
+            self.config = self.config.replace(**changes)
 
     def _work(self) -> None:
         super()._work()

@@ -82,6 +82,13 @@ class TrainingSession:
     def stop(self) -> None:
         self.trainer.stop()
 
+    def change(self, changes: dict) -> None:
+        """New learning rate / margin for the rest of the run (lab.changes; asked while
+        paused, so between two ``next`` calls)."""
+        from lab.changes import apply_changes
+
+        apply_changes(self.trainer, changes)
+
 
 def _node_ip() -> str | None:
     """The Ray node's address when this runs in a Ray worker (never imports Ray itself)."""
