@@ -10,6 +10,7 @@ from lab import plots
 from lab.energy import energy_matrix_np
 from lab.margin_view import energy_margin, gap_histogram, triplet_gaps
 from lab.views import verification_of
+from ui.errors import error_gallery
 from ui.inspector import inspector_for_run
 
 st.title("📊 Energies")
@@ -79,6 +80,13 @@ if run.config.loss == "triplet":
 if not presenter:
     with st.expander("The loss this run minimised"):
         ui.loss_formula(run.config.loss)
+
+st.divider()
+st.subheader("❌ Error gallery")
+st.caption("At this threshold, the worst mistakes among the test people (never trained on): "
+           "both photos, their energy, and each photo's nearest neighbours (blue border: same "
+           "person; vermillion: someone else). Move the threshold to see others.")
+error_gallery(run, history, round_index, threshold, ui.probe_images(run, history), presenter)
 
 st.divider()
 st.subheader("🔍 Miner inspector")
