@@ -63,12 +63,13 @@ def gap_histogram(gaps: Sequence[float], alpha: float, *, title: str = "Triplet 
             x=centers[where], y=share[where], width=width, name=f"{name} {total:.0%}",
             marker=dict(color=COLORS[name], line=dict(width=0)), opacity=0.75,
             hovertemplate=f"{name}<br>gap ≈ %{{x:.3g}}<br>%{{y:.1%}} of triplets<extra></extra>"))
-    for x, text, dash in ((0.0, "0: d(a,n) = d(a,p)", "dot"),
-                          (alpha, f"α = {alpha:.3g}: loss 0 beyond", "dash")):
+    # the 0 label left of its line, α's right of it: close lines never print on each other
+    for x, text, dash, side in ((0.0, "d(a,n) = d(a,p)", "dot", "right"),
+                                (alpha, f"α = {alpha:.3g}: loss 0 beyond", "dash", "left")):
         fig.add_shape(type="line", x0=x, x1=x, y0=0, y1=1, xref="x", yref="paper",
                       line=dict(color=COLORS["margin"] if x else "#555555", width=3, dash=dash))
         fig.add_annotation(x=x, y=1, xref="x", yref="paper", text=text, showarrow=False,
-                           xanchor="left", yanchor="top", xshift=4,
+                           xanchor=side, yanchor="top", xshift=4 if side == "left" else -4,
                            bgcolor="rgba(255,255,255,0.7)")
     fig.update_layout(title=dict(text=title), barmode="overlay", bargap=0,
                       legend=dict(orientation="h", y=-0.25))
