@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 import streamlit as st
 
 import ui
@@ -14,10 +16,13 @@ from lab.views import (
     baseline_verification,
     config_differences,
     probe_history,
+    run_labels,
+    run_names,
     runs_table,
     sweep_rows,
     verification_at,
 )
+from ui import icons
 from ui.reports import run_report_button
 
 BASELINES = {"pixels": "Raw pixels", "eigenfaces": "Eigenfaces (PCA)",
@@ -62,7 +67,7 @@ def cross_dataset_section(store, chosen, curves, log_far: bool) -> None:
     except (DatasetError, ValueError, OSError, RuntimeError) as error:
         st.error(f"Cannot evaluate {info.name} on {CROSS_DATASETS[dataset]}: {error}")
         return
-    own = next((c for c in curves if c["name"] == info.name), None)
+    own = next((c for c in curves if c.get("key") == info.id), None)
     s = found["summary"]
     other = {"name": f"on {CROSS_DATASETS[dataset]} ({found['people']} people)",
              "fpr": found["fpr"], "tpr": found["tpr"], "auc": s["auc"], "eer": s["eer"]}
@@ -88,7 +93,7 @@ def cross_dataset_section(store, chosen, curves, log_far: bool) -> None:
             st.caption(note)
 
 
-st.title("📈 ROC & compare")
+st.title(f"{icons.COMPARE} ROC & compare")
 st.caption("Verification of people never seen in training: each curve trades false accepts "
            "(FAR) against true accepts (TAR) as the threshold moves. Higher and further left "
            "is better; face verification lives at the low-FAR end (log axis).")
@@ -100,11 +105,18 @@ compare_tab, sweep_tab = st.tabs(["Compare runs", "Sweep the margin"])
 with compare_tab:
     if not infos:
         st.info("No finished run yet. Train one (or a sweep, in the next tab) first.")
-        st.page_link("app_pages/train.py", label="Go to Train", icon="🏋️")
+        st.page_link("app_pages/train.py", label="Go to Train", icon=icons.TRAIN)
     else:
-        labels = {i.id: f"{i.name} · {i.config.loss if i.config else '?'}" for i in infos}
+        # Runs are identified by id; the labels are for people and unique (run_labels).
+        labels = run_labels(infos)
+        names = run_names(infos)
+        # One colour per run, from its place in the run store (oldest first), so it keeps its
+        # colour whichever runs are picked.
+        colors = {i.id: plots.series_color(k)
+                  for k, i in enumerate(sorted(infos, key=lambda i: (i.created, i.id)))}
         chosen_ids = st.multiselect("Runs", list(labels), default=list(labels)[:3],
-                                    format_func=labels.get, key="compare_runs")
+                                    format_func=lambda v: labels.get(v, v),
+                                    key="compare_runs")
         baselines = st.multiselect("Baselines on the first run's data and split",
                                    list(BASELINES), format_func=BASELINES.get,
                                    key="compare_baselines")
@@ -117,7 +129,8 @@ with compare_tab:
             result = None if history is None else verification_at(
                 history, history.rounds - 1, run.config.energy, run.config.seed)
             if result is not None:
-                curves.append({"name": info.name, "fpr": result.fpr, "tpr": result.tpr,
+                curves.append({"name": names[info.id], "key": info.id,
+                               "color": colors[info.id], "fpr": result.fpr, "tpr": result.tpr,
                                "auc": result.auc, "eer": result.eer})
         table = runs_table(chosen)
         if baselines and chosen and chosen[0].config is not None:
@@ -130,8 +143,10 @@ with compare_tab:
                 except (DatasetError, ValueError) as error:
                     st.warning(f"{BASELINES[kind]}: {error}")
                     continue
-                curves.append({"name": BASELINES[kind], "fpr": result.fpr, "tpr": result.tpr,
-                               "auc": result.auc, "eer": result.eer})
+                curves.append({"name": BASELINES[kind], "key": kind, "fpr": result.fpr,
+                               "color": plots.series_color(len(infos)
+                                                           + list(BASELINES).index(kind)),
+                               "tpr": result.tpr, "auc": result.auc, "eer": result.eer})
                 tar = result.tar_at_far
                 table.append({"name": BASELINES[kind], "status": "baseline",
                               "EER %": round(100 * result.eer, 2), "AUC": round(result.auc, 4),
@@ -174,7 +189,9 @@ with sweep_tab:
             margins = []
             st.error("Margins must be numbers separated by commas, e.g. 0.25, 0.5, 1.")
         base = ui.config_from_url()
-        name = f"sweep-{len(st.session_state.get('sweeps', [])) + 1}"
+        # The tag groups a sweep's runs in the run store, which every session shares: numbered
+        # per session alone, two students' "sweep-1" runs fell into one curve.
+        name = f"sweep-{len(st.session_state.get('sweeps', [])) + 1}-{secrets.token_hex(3)}"
         configs = [base.replace(loss=loss, margin=m, epochs=epochs, extra={"sweep": name})
                    for loss in losses for m in margins]
         wrong = sorted({p for c in configs for p in problems(c)})
@@ -201,6 +218,8 @@ with sweep_tab:
                 st.info("No sweep yet.")
                 return
             current.heartbeat()
+            if busy and not current.active:  # the buttons outside this fragment change
+                st.rerun(scope="app")
             st.progress(current.done / max(len(current.configs), 1),
                         text=f"{current.done} of {len(current.configs)} runs trained")
             tag = current.configs[0].extra.get("sweep")

@@ -9,12 +9,13 @@ import ui
 from lab import plots
 from lab.project import project_frames, umap_ready
 from lab.views import nearest_neighbours, seen_mask
+from ui import icons
 
 # Faces drawn on the map at most: 400 take about 0.5 s to build into the figure once encoded,
 # and encoding them (0.5 s more) is cached per run (measured on the shared 2-core VM).
 MAP_THUMBNAILS = 400
 
-st.title("🗺️ Embeddings")
+st.title(f"{icons.EMBEDDINGS} Embeddings")
 st.caption("Each point is a face image embedded by the network, placed on a 2-D map. Colour = "
            "identity; filled circles are people seen in training, open diamonds people never "
            "seen. Clusters forming for the open diamonds is metric learning working.")
@@ -45,7 +46,7 @@ frames = frames_for(history.embeddings, chosen, run.config.seed)
 seen = seen_mask(history)
 epochs = [int(e) for e in history.epochs]
 names = None
-tab_slider, tab_play = st.tabs(["Epoch by epoch", "▶ Play"])
+tab_slider, tab_play = st.tabs(["Epoch by epoch", f"{icons.RUN} Play"])
 with tab_slider:
     round_index = st.select_slider("Epoch", options=list(range(len(epochs))),
                                    value=len(epochs) - 1, format_func=lambda r: str(epochs[r]),

@@ -36,6 +36,7 @@ from lab.energy import energy_matrix_np
 from lab.losses import LOSSES
 from lab.mining import batchhard_triplets, semihard_triplets
 from lab.views import probe_history, run_label, seen_mask
+from ui import icons
 
 VIEWS = ("contrastive", "chopra", "naive", "triplet")
 VIEW_TITLES = {"contrastive": "Contrastive (Hadsell 2006)", "chopra": "Energy loss (Chopra 2005)",
@@ -48,7 +49,7 @@ TIMING_KEY = "geometry_seconds"  # compute + figure time of the last redraw (che
 CONDITION_NAMES = ("a margin m > 0 exists", "the minimum of H lies in E_G + m < E_I",
                    "on the margin line, −∇H points into the half-plane")
 
-st.title("📐 Margin geometry")
+st.title(f"{icons.GEOMETRY} Margin geometry")
 st.markdown(
     "Take one **genuine** pair and one **impostor** pair that share a photo. A pair loss is a "
     "genuine term plus an impostor term, so for these two pairs it is "
@@ -323,6 +324,6 @@ if view != "triplet":
             "pushed apart: the *dangerous plateau* of Chopra et al. (one embedding "
             "dimension drawn; the lesson *L1 vs squared-L2 energy* trains it).")
         st.page_link("app_pages/lessons.py", label="Lesson: L1 vs squared-L2 energy",
-                     query_params={"lesson": "plateau"}, icon="🎓")
+                     query_params={"lesson": "plateau"}, icon=icons.LESSONS)
     with st.expander(f"The loss: {LOSSES[view].title}", expanded=False):
         ui.loss_formula(view)

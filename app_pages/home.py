@@ -9,8 +9,9 @@ from lab.devices import choose_device
 from lab.lessons import LESSONS
 from lab.reproducibility import REPRODUCIBLE
 from lab.train import describe_device
+from ui import icons
 
-st.title("📏 Metric Lab")
+st.title(f"{icons.APP} Metric Lab")
 st.markdown(
     "Deep metric learning you can watch. Pick a loss and a margin, press **Run**, and see a "
     "small siamese network learn an **energy** E = distance that is small for two photos of "
@@ -21,27 +22,26 @@ st.markdown(
 
 choice = choose_device("auto")
 device = choice.device
-left, right = st.columns([1, 1.3], gap="large")
-with left:
-    st.subheader("Start here")
-    st.page_link("app_pages/train.py", label="Train a model on synthetic faces", icon="🏋️")
-    st.page_link("app_pages/geometry.py", label="Why a margin? The margin geometry", icon="📐")
-    st.page_link("app_pages/verify.py", label="Verify two photos", icon="🪪")
+st.subheader("Start here")
+links, hardware = st.columns([1, 1.3], gap="large")
+with links:
+    st.page_link("app_pages/train.py", label="Train a model on synthetic faces", icon=icons.TRAIN)
+    st.page_link("app_pages/geometry.py", label="Why a margin? The margin geometry",
+                 icon=icons.GEOMETRY)
+    st.page_link("app_pages/verify.py", label="Verify two photos", icon=icons.VERIFY)
+with hardware:
     st.metric("Training device", describe_device(device))
     st.caption(choice.reason + (" The default runs take seconds." if device.type == "cpu"
                                 else ""))
     st.caption(REPRODUCIBLE)
-with right:
-    st.subheader("Datasets")
-    rows = [{"dataset": d.title, "available": d.availability, "size": d.size,
-             "note": d.reason} for d in list_datasets()]
-    st.dataframe(rows, hide_index=True, width="stretch", column_config={
-        "dataset": st.column_config.TextColumn(width="medium"),
-        "available": st.column_config.TextColumn(width="small"),
-        "size": st.column_config.TextColumn(width="medium"),
-        "note": st.column_config.TextColumn(width="large")})
 
-st.subheader("🎓 Lessons")
+# The full width, and a table that wraps: beside "Start here", a scrolling grid cut its note
+# column off at 1400 px ("needs down…").
+st.subheader("Datasets")
+st.table([{"dataset": d.title, "available": d.availability, "size": d.size, "note": d.reason}
+          for d in list_datasets()])
+
+st.subheader(f"{icons.LESSONS} Lessons")
 st.caption("Each lesson sets the dataset, loss, margin and seed, says what to look at, and "
            "measures it live.")
 columns = st.columns(4)

@@ -25,9 +25,10 @@ from lab.margin_view import energy_margin
 from lab.report import lesson_report
 from lab.runs import RunError
 from lab.urlstate import config_to_query
+from ui import icons
 from ui.reports import report_button
 
-st.title("🎓 Lessons")
+st.title(f"{icons.LESSONS} Lessons")
 presenter = ui.presenter()
 
 
@@ -40,9 +41,14 @@ def lesson_list() -> None:
         with st.container(border=True):
             text, link = st.columns([5, 1])
             text.markdown(f"**{number}. {lesson.title}**: {lesson.summary}")
-            with link:
-                st.page_link("app_pages/lessons.py", label="Open", icon="🎓",
-                             query_params={"lesson": lesson.key})
+            # A button, not st.page_link: a link to the page already open left the browser's
+            # URL without ?lesson=..., so the next click ("Run this lesson") fell back here.
+            link.button("Open", icon=icons.LESSONS, key=f"open-{lesson.key}", width="stretch",
+                        on_click=open_lesson, args=(lesson.key,))
+
+
+def open_lesson(key: str) -> None:
+    st.query_params["lesson"] = key
 
 
 key = st.query_params.get("lesson")
@@ -58,10 +64,10 @@ st.header(f"{number}. {lesson.title}")
 st.markdown(f"*{lesson.summary}*")
 look, claim = st.columns(2, gap="large")
 with look, st.container(border=True):
-    st.markdown("#### 👀 What to look at")
+    st.markdown(f"#### {icons.LOOK} What to look at")
     st.markdown(lesson.look_at)
 with claim, st.container(border=True):
-    st.markdown("#### 📄 What the paper claims")
+    st.markdown(f"#### {icons.PAPER} What the paper claims")
     st.markdown(lesson.claim)
     if lesson.source:
         st.caption(lesson.source)
@@ -98,7 +104,7 @@ def figures_table(result: LessonResult) -> list[dict]:
                      "impostor E": num(f.get("impostor_energy")),
                      "final loss": num(f.get("final_loss")),
                      "active %": pct(f.get("active_fraction")),
-                     "epochs": f.get("epochs"), "CPU s": f.get("cpu_seconds")})
+                     "epochs": f.get("epochs"), "train s": num(f.get("seconds"))})
     return rows
 
 
@@ -113,8 +119,11 @@ def verdict(result: LessonResult) -> None:
 def show_result(result: LessonResult) -> None:
     verdict(result)
     st.dataframe(figures_table(result), hide_index=True, width="stretch")
-    curves = [{"name": v.label, "fpr": v.fpr, "tpr": v.tpr, "auc": v.figures.get("auc"),
-               "eer": v.figures.get("eer")} for v in result.variants if v.fpr is not None]
+    # One colour per variant, the same on the ROC and on the EER plot beside it.
+    colors = {v.label: plots.series_color(k) for k, v in enumerate(result.variants)}
+    curves = [{"name": v.label, "key": v.label, "color": colors[v.label], "fpr": v.fpr,
+               "tpr": v.tpr, "auc": v.figures.get("auc"), "eer": v.figures.get("eer")}
+              for v in result.variants if v.fpr is not None]
     if curves:
         roc, bars = st.columns([3, 2], gap="large") if not presenter else (st.container(),) * 2
         with roc:
@@ -125,7 +134,7 @@ def show_result(result: LessonResult) -> None:
             rows = [{"loss": v.label, "margin": float(k), "eer": v.figures.get("eer")}
                     for k, v in enumerate(result.variants)]
             fig = plots.sweep_plot(rows, "eer", title="EER per variant (lower is better)",
-                                   presenter=presenter)
+                                   colors=colors, presenter=presenter)
             fig.update_xaxes(title_text="variant", tickmode="array",
                              tickvals=list(range(len(rows))),
                              ticktext=[v.label for v in result.variants])
@@ -154,15 +163,16 @@ def show_result(result: LessonResult) -> None:
 # ---- the variants and their links --------------------------------------------------------
 st.subheader("The variants")
 st.dataframe(setting_rows(), hide_index=True, width="stretch")
-links = st.columns(len(lesson.variants))
-for column, (label, config) in zip(links, lesson.variants, strict=True):
-    with column:
+# Two links a row at most: four in a row were cut short until two read the same.
+links = st.columns(2 if len(lesson.variants) > 1 else 1)
+for k, (label, config) in enumerate(lesson.variants):
+    with links[k % len(links)]:
         if lesson.trains:
-            st.page_link("app_pages/train.py", label=f"Open “{label}” in Train", icon="🏋️",
+            st.page_link("app_pages/train.py", label=f"Open “{label}” in Train", icon=icons.TRAIN,
                          query_params=config_to_query(config))
         else:
             st.page_link("app_pages/geometry.py", label=f"Open “{label}” on the geometry page",
-                         icon="📐", query_params=geometry_query(config))
+                         icon=icons.GEOMETRY, query_params=geometry_query(config))
 if lesson.trains and any("init_scale" in config.extra for _, config in lesson.variants):
     st.caption("The Train page cannot set the collapsed start (the last layer scaled by 0.01) "
                "of this lesson; the runs this page trains use it.")
@@ -182,7 +192,7 @@ if not lesson.trains:
     st.dataframe(rows, hide_index=True, width="stretch")
     if lesson.geometry:
         st.page_link("app_pages/geometry.py", label="Open the geometry page and flip them "
-                     "yourself", icon="📐", query_params=lesson.geometry)
+                     "yourself", icon=icons.GEOMETRY, query_params=lesson.geometry)
     st.stop()
 
 # ---- a lesson that trains: in the background, polled ------------------------------------
@@ -206,10 +216,18 @@ def previous_result() -> LessonResult | None:
     if set(latest) != set(lesson.labels):
         return None
     try:
-        variants = [measure_run(store.load(latest[label].id), label) for label in lesson.labels]
+        variants = [measured(store, latest[label].id, label) for label in lesson.labels]
     except RunError:
         return None
     return evaluate(lesson, variants)
+
+
+def measured(store, run_id: str, label: str) -> VariantResult:
+    """measure_run, with the run's own training time (the lesson table's "train s")."""
+    run = store.load(run_id)
+    variant = measure_run(run, label)
+    variant.figures["seconds"] = (run.metrics or {}).get("train_seconds")
+    return variant
 
 
 def collect(sweep: SweepJob) -> LessonResult:
@@ -220,11 +238,7 @@ def collect(sweep: SweepJob) -> LessonResult:
             variants.append(VariantResult(label, config, {"status": job.status,
                                                           "message": job.message}))
             continue
-        variant = measure_run(store.load(job.run_id), label)
-        if job.started_at is not None and job.finished_at is not None:
-            variant.figures["cpu_seconds"] = None
-            variant.figures["seconds"] = round(job.finished_at - job.started_at, 1)
-        variants.append(variant)
+        variants.append(measured(store, job.run_id, label))
     return evaluate(lesson, variants)
 
 
@@ -238,11 +252,11 @@ st.subheader("Run it")
 sweep: SweepJob | None = st.session_state.get(JOB)
 running = sweep is not None and sweep.active
 buttons = st.columns([1, 1, 3])
-buttons[0].button("▶ Run this lesson", type="primary", on_click=start, disabled=running,
-                  width="stretch",
+buttons[0].button("Run this lesson", icon=icons.RUN, type="primary", on_click=start,
+                  disabled=running, width="stretch",
                   help=f"Trains the {len(lesson.variants)} variants one after another.")
 if running:
-    buttons[1].button("⏹ Stop", on_click=sweep.stop, width="stretch")
+    buttons[1].button("Stop", icon=icons.STOP, on_click=sweep.stop, width="stretch")
 
 
 @st.fragment(run_every=1.0 if running else None)

@@ -13,6 +13,7 @@ from lab.losses import LOSSES
 from lab.runs import RunError
 from lab.urlstate import config_from_query, config_to_query
 from lab.views import runs_table
+from ui import icons
 from ui.changes import change_settings
 from ui.inspector import inspector_for_job
 from ui.live import live_view
@@ -27,7 +28,7 @@ DATASET_TITLES = {
 # Identities each fixed dataset has, so the split sliders never ask for more than there are.
 IDENTITY_COUNTS = {"digits": 10, "mnist": 10, "fashion-mnist": 10, "att": 40, "olivetti": 40}
 
-st.title("🏋️ Train")
+st.title(f"{icons.TRAIN} Train")
 show_controls = not ui.presenter()
 
 # ---- the configuration: from the URL once, then from the widgets ----------------------------
@@ -219,26 +220,31 @@ def on_reset() -> None:
 
 with stage:
     st.caption("Press **Run** and watch a siamese network learn a metric: genuine pairs pulled "
-               "together, impostors pushed beyond the margin. Everything below is measured on "
-               "identities the network never sees in training.")
+               "together, impostors pushed beyond the margin. The loss and the active pairs "
+               "are of the training batches; the energies, the map and the ROC are of people "
+               "the network never sees in training (the map also shows a few it trains on).")
     challenge_ui.train_banner()
     buttons = st.columns(5)
     running = job is not None and job.active and not job.paused
-    buttons[0].button("▶ Run" if not (job and job.paused) else "▶ Resume", on_click=on_run,
+    buttons[0].button("Run" if not (job and job.paused) else "Resume", on_click=on_run,
+                      icon=icons.RUN,
                       type="primary", disabled=running, width="stretch")
-    buttons[1].button("⏸ Pause", on_click=lambda: job.pause(), disabled=not running,
-                      width="stretch")
-    buttons[2].button("⏭ Step", on_click=on_step, help="Train one epoch, then pause.",
+    buttons[1].button("Pause", icon=icons.PAUSE, on_click=lambda: job.pause(),
+                      disabled=not running, width="stretch")
+    buttons[2].button("Step", icon=icons.STEP, on_click=on_step,
+                      help="Train one epoch, then pause.",
                       disabled=running, width="stretch")
-    buttons[3].button("⏹ Stop", on_click=on_stop, help="Stop now and keep what was learnt.",
+    buttons[3].button("Stop", icon=icons.STOP, on_click=on_stop,
+                      help="Stop now and keep what was learnt.",
                       disabled=job is None or not job.active, width="stretch")
-    buttons[4].button("↺ Reset", on_click=on_reset, help="Forget this training on the page "
+    buttons[4].button("Reset", icon=icons.RESET, on_click=on_reset,
+                      help="Forget this training on the page "
                       "(saved runs stay in the table below).", width="stretch")
     ui.runner_banner()
     if "train_error" in st.session_state:
         st.error(st.session_state.pop("train_error"))
     if job is not None and not job.saved and job.run is not None:
-        st.warning(f"💾 {job.run.save_error}. Free some disk space (or make data/runs "
+        st.warning(f"{icons.DISK} {job.run.save_error}. Free some disk space (or make data/runs "
                    "writable) to keep the next runs.")
     if job is not None and job.retry_note:
         st.info(job.retry_note)
@@ -266,8 +272,10 @@ if show_controls:
         st.dataframe(rows, hide_index=True, width="stretch",
                      column_order=("name", "status", "dataset", "loss", "margin", "energy",
                                    "epochs", "EER %", "AUC", "rank-1 %", "train s", "message"))
-        chosen = st.selectbox("Run", infos, format_func=lambda i: f"{i.name} ({i.id})",
-                              key="table_run")
+        names = {i.id: f"{i.name} ({i.id})" for i in infos}
+        chosen_id = st.selectbox("Run", list(names), format_func=lambda v: names.get(v, v),
+                                 key="table_run")
+        chosen = next(i for i in infos if i.id == chosen_id)
         rename_col, export_col, report_col, delete_col = st.columns([2, 1, 1, 1])
         with rename_col:
             new_name = st.text_input("New name", value=chosen.name, max_chars=80,

@@ -13,9 +13,10 @@ from PIL import Image, ImageDraw
 import ui
 from lab import plots, trust
 from lab import verify as V
-from lab.faces import PhotoError, TinyFaceError
+from lab.faces import PhotoError, TinyFaceError, too_small_for_a_face
 from lab.limits import GALLERY_MAX_PHOTOS
 from lab.reference import ReferenceModel
+from ui import icons
 
 PHOTO_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "pgm", "tif", "tiff"]
 FARS = [1e-1, 1e-2, 1e-3]
@@ -91,7 +92,13 @@ def photo_slot(slot: str, column) -> tuple[V.PreparedPhoto | None, int, bool, st
                 f"{len(faces)} faces found: which one?", list(range(len(faces))),
                 format_func=lambda k: f"face {k + 1}" + (" (the largest)" if k == 0 else ""),
                 key=f"face_{slot}")
-        if not faces:
+        # Read before the warnings below, so they go as soon as the box is ticked.
+        whole = bool(st.session_state.get(f"whole_{slot}", False))
+        too_small = too_small_for_a_face(photo.image)
+        if whole:
+            if too_small:
+                st.error(too_small)
+        elif not faces:
             st.warning(f"No face found in {name}. Use a well-lit, front-facing photo, or tick "
                        "'Use the whole image' below to compare a centred square crop instead.")
         elif faces[index].tiny:
@@ -109,7 +116,7 @@ def photo_slot(slot: str, column) -> tuple[V.PreparedPhoto | None, int, bool, st
         st.image(with_boxes(photo, shown), width=240,
                  caption=f"{width}×{height} px · {len(faces)} face(s) found by {detector}"
                          + (" · whole image used" if whole else f" · face {index + 1} used"))
-        if not faces and not whole:
+        if (not faces and not whole) or (whole and too_small):
             return None, 0, False, ""
         if faces and not whole and faces[index].tiny:
             return None, 0, False, ""
@@ -335,11 +342,11 @@ def gallery_tab(run, far: float) -> None:
                    f"> threshold {threshold:.3f} at FAR {far:g}. An unknown person?")
 
 
-st.title("🪪 Verify a pair")
+st.title(f"{icons.VERIFY} Verify a pair")
 st.caption("Two photos in, \"same person?\" out: the model embeds each face and measures the "
            "energy E between the two embeddings. It answers \"same\" when E is at most a "
            "threshold — a choice, set here by the false accept rate you can live with.")
-st.caption("🔒 Photos are processed in memory and never written to disk.")
+st.caption(f"{icons.LOCK} Photos are processed in memory and never written to disk.")
 presenter = ui.presenter()
 
 info, run = ui.pick_run("Model (a trained run)", key="verify_run", prefer=trust.photo_order)

@@ -494,12 +494,25 @@ def crop_face(
     return Image.fromarray(cropped, mode=image.mode)
 
 
+def too_small_for_a_face(image: Image.Image) -> str | None:
+    """Why a whole image cannot be compared as a face, or None. A 1×1 upload got a verdict:
+    an image smaller than the smallest face the detector path accepts (MIN_FACE_PIXELS on its
+    short side) holds no face to compare."""
+    if min(image.width, image.height) >= MIN_FACE_PIXELS:
+        return None
+    return (f"The photo is only {image.width}×{image.height} pixels: too small to hold a face "
+            f"(a face needs at least {MIN_FACE_PIXELS} pixels on its short side).")
+
+
 def whole_image_crop(image: Image.Image, aspect: float = 1.0) -> Image.Image:
     """The largest centred square (or `aspect` = height / width rectangle): the fallback when
     no face is found, or when the photo is already a face crop (AT&T, Olivetti). It is the
     crop lab.data makes of dataset images, so such a photo reaches the network as in training."""
     if not 0.1 <= aspect <= 10:
         raise ValueError(f"aspect must be between 0.1 and 10, got {aspect}")
+    problem = too_small_for_a_face(image)
+    if problem:
+        raise TinyFaceError(problem)
     width = min(image.width, image.height / aspect)
     height = width * aspect
     left = int(image.width - width) // 2  # as lab.data's centre crop

@@ -419,7 +419,10 @@ class SweepJob:
 
     @staticmethod
     def _name(config: RunConfig) -> str:
-        return f"{config.extra.get('sweep', 'sweep')} {config.loss} m={config.margin:g}"
+        variant = config.extra.get("lesson_variant")  # a lesson's variants may share a loss
+        head = f"{config.extra.get('sweep', 'sweep')} {variant}:" if variant else \
+            config.extra.get("sweep", "sweep")
+        return f"{head} {config.loss} m={config.margin:g}"
 
     def _use_batched(self) -> bool:
         from lab.batched import batch_problem, prefer_batched

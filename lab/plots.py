@@ -65,6 +65,12 @@ BASE_FONT = 15  # readable on a laptop; presenter mode multiplies it
 PRESENTER_SCALE = 1.6
 
 
+def series_color(index: int) -> str:
+    """Colour of the index-th run or variant of a page: pages give each run one index and pass
+    the colour to every figure that draws it, so a run looks the same everywhere."""
+    return IDENTITY_PALETTE[int(index) % len(IDENTITY_PALETTE)]
+
+
 def identity_color(identity: int) -> str:
     """Colour of one identity, the same in every figure."""
     return IDENTITY_PALETTE[int(identity) % len(IDENTITY_PALETTE)]
@@ -408,7 +414,9 @@ def embedding_animation(
                      layout=dict(title_text=f"{title} · epoch {epoch}"))
         )
     fig = go.Figure(data=plotly_frames[0].data, frames=plotly_frames)
-    play_args = dict(frame=dict(duration=frame_ms, redraw=False), fromcurrent=True,
+    # redraw=True: without it plotly moves the points but leaves the title it drew first (the
+    # title read "epoch 0" while epochs 1-10 played, seen in chromium).
+    play_args = dict(frame=dict(duration=frame_ms, redraw=True), fromcurrent=True,
                      transition=dict(duration=frame_ms * 0.8, easing="cubic-in-out"))  # fmt: skip
     fig.update_layout(
         title=dict(text=f"{title} · epoch {epoch_list[0]}"),
@@ -424,7 +432,8 @@ def embedding_animation(
         sliders=[dict(
             active=0, x=0.3, len=0.7, y=-0.02, yanchor="top", currentvalue=dict(prefix="epoch "),
             steps=[dict(label=str(epoch), method="animate",
-                        args=[[str(epoch)], dict(mode="immediate", frame=dict(duration=0),
+                        args=[[str(epoch)], dict(mode="immediate",
+                                                 frame=dict(duration=0, redraw=True),
                                                  transition=dict(duration=0))])
                    for epoch in epoch_list],
         )],
@@ -466,16 +475,62 @@ def far_frr_at(
     return np.asarray(far, dtype=float), np.asarray(frr, dtype=float)
 
 
-def _vline(fig: go.Figure, x: float, name: str, color: str, text: str, dash: str, y: float) -> None:
+def _vline(fig: go.Figure, x: float, name: str, color: str, text: str, dash: str, y: float,
+           left: bool = False) -> None:
+    """A vertical line with its label beside it: right of the line, or left when ``left`` (near
+    the right edge a label to the right was cut: "margin m = (")."""
     fig.add_shape(
         type="line", x0=x, x1=x, y0=0, y1=1, xref="x", yref="paper", name=name,
         line=dict(color=color, width=3, dash=dash),
     )  # fmt: skip
     fig.add_annotation(
         x=x, y=y, xref="x", yref="paper", text=text, showarrow=False, name=name,
-        font=dict(color=color), xanchor="left", yanchor="top", xshift=4,
-        bgcolor="rgba(255,255,255,0.7)",
+        font=dict(color=color), xanchor="right" if left else "left", yanchor="top",
+        xshift=-4 if left else 4, bgcolor="rgba(255,255,255,0.7)",
     )  # fmt: skip
+
+
+def _label_left(x: float, low: float, high: float) -> bool:
+    """Labels of lines in the right third of the axis go to the left of their line."""
+    return x > low + 0.62 * (high - low)
+
+
+def _threshold_text(threshold: float, genuine: np.ndarray, impostor: np.ndarray) -> str:
+    far, frr = far_frr_at(threshold, genuine, impostor)
+    rates = "" if math.isnan(far) or math.isnan(frr) else f"<br>FAR {far:.1%} · FRR {frr:.1%}"
+    return f"threshold τ = {threshold:.3g}{rates}"
+
+
+def _threshold_slider(fig: go.Figure, steps: Sequence[float], start: float,
+                      genuine: np.ndarray, impostor: np.ndarray, presenter: bool) -> None:
+    """A plotly slider that moves the threshold line in the browser: each step is a relayout
+    of the line and of its label, with FAR and FRR precomputed here, so moving it needs no
+    round trip to the server (it took 1-2 s as a Streamlit slider)."""
+    shape = next(k for k, s in enumerate(fig.layout.shapes) if s.name == "threshold")
+    note = next(k for k, a in enumerate(fig.layout.annotations) if a.name == "threshold")
+    values = sorted({float(t) for t in steps if math.isfinite(float(t))})
+    if not values:
+        return
+    active = int(np.argmin([abs(t - start) for t in values]))
+    low, high = fig.layout.xaxis.range
+    # Below the legend (call this after _legend_below): the figure grows by the slider's
+    # height, so the plot keeps its size.
+    scale = PRESENTER_SCALE if presenter else 1.0
+    extra, bottom = round(95 * scale), fig.layout.margin.b or 0
+    height = (fig.layout.height or 440) + extra
+    plot_height = max(height - (fig.layout.margin.t or 0) - bottom - extra, 40)
+    fig.update_layout(height=height, margin=dict(b=bottom + extra))
+    fig.update_layout(sliders=[dict(
+        active=active, x=0, len=1.0, y=-bottom / plot_height, yanchor="top", pad=dict(t=0),
+        currentvalue=dict(prefix="threshold τ = ", font=dict(color=COLORS["threshold"])),
+        steps=[dict(label=f"{t:.3g}", method="relayout", args=[{
+            f"shapes[{shape}].x0": t, f"shapes[{shape}].x1": t,
+            f"annotations[{note}].x": t,
+            f"annotations[{note}].text": _threshold_text(t, genuine, impostor),
+            f"annotations[{note}].xanchor": "right" if _label_left(t, low, high) else "left",
+            f"annotations[{note}].xshift": -4 if _label_left(t, low, high) else 4,
+        }]) for t in values],
+    )])  # fmt: skip
 
 
 def energy_histogram(
@@ -494,13 +549,15 @@ def energy_histogram(
     energy_label: str = "energy E (distance)",
     presenter: bool = False,
     height: int = 440,
+    threshold_steps: Sequence[float] | None = None,
 ) -> go.Figure:
     """Overlaid histograms of genuine and impostor energies on shared bins.
 
     The grey hatched area is the overlap (min of the two densities): the pairs no threshold can
     separate. The margin m of the loss and the decision threshold are vertical lines; d′ and EER
     are printed; `pair_energy` marks one pair (the verify page). Pass a fixed `x_range` to keep
-    the axis still while an epoch slider moves.
+    the axis still while an epoch slider moves. `threshold_steps` (with `threshold`) adds a
+    slider under the plot that moves the threshold in the browser (:func:`_threshold_slider`).
     """
     g, i = _finite(_as_1d(genuine)), _finite(_as_1d(impostor))
     both = np.concatenate([g, i])
@@ -549,15 +606,19 @@ def energy_histogram(
             )
         )  # fmt: skip
     if margin is not None and math.isfinite(margin):
-        _vline(fig, margin, "margin", COLORS["margin"], f"margin m = {margin:.3g}", "dash", 1.0)
-    if threshold is not None and math.isfinite(threshold):
-        far, frr = far_frr_at(threshold, g, i)
-        rates = "" if math.isnan(far) or math.isnan(frr) else f"<br>FAR {far:.1%} · FRR {frr:.1%}"
-        text = f"threshold τ = {threshold:.3g}{rates}"
-        _vline(fig, threshold, "threshold", COLORS["threshold"], text, "solid", 0.86)
-    if pair_energy is not None and math.isfinite(pair_energy):
+        _vline(fig, margin, "margin", COLORS["margin"], f"margin m = {margin:.3g}", "dash", 1.0,
+               left=_label_left(margin, low, high))
+    has_threshold = threshold is not None and math.isfinite(threshold)
+    has_pair = pair_energy is not None and math.isfinite(pair_energy)
+    if has_threshold:
+        # With "this pair" beside it, the two labels go to opposite sides of their lines.
+        left = pair_energy > threshold if has_pair else _label_left(threshold, low, high)
+        _vline(fig, threshold, "threshold", COLORS["threshold"],
+               _threshold_text(threshold, g, i), "solid", 0.86, left=left)
+    if has_pair:
+        left = pair_energy < threshold if has_threshold else _label_left(pair_energy, low, high)
         _vline(fig, pair_energy, "pair", COLORS["accent"], f"this pair: E = {pair_energy:.3g}",
-               "dot", 0.64)  # fmt: skip
+               "dot", 0.5, left=left)  # fmt: skip
     stats = []
     if dprime is not None and math.isfinite(dprime):
         stats.append(f"d′ = {dprime:.2f}")
@@ -582,7 +643,10 @@ def energy_histogram(
     style(fig, presenter, height=height)
     if stats:
         fig.update_layout(margin=dict(t=round(88 * scale)))
-    return _legend_below(fig, presenter)
+    _legend_below(fig, presenter)
+    if threshold_steps is not None and has_threshold:
+        _threshold_slider(fig, threshold_steps, threshold, g, i, presenter)
+    return fig
 
 
 # --------------------------------------------------------------------------------------------
@@ -598,16 +662,18 @@ def roc_curves(
 ) -> go.Figure:
     """ROC curves overlaid: x = FAR (false accept rate), y = TAR = 1 − FRR.
 
-    Each curve is a dict with name, fpr, tpr and optionally auc and eer; the EER point (where
-    FAR = FRR) is marked on its curve. `log_far` shows the low-FAR end that face verification
-    cares about (TAR at FAR = 1e-3).
+    Each curve is a dict with name, fpr, tpr and optionally auc, eer, color (the run's colour in
+    the page's other figures: :func:`series_color`) and key (what identifies it: a run id; two
+    runs may share a name); the EER point (where FAR = FRR) is marked on its curve. `log_far`
+    shows the low-FAR end that face verification cares about (TAR at FAR = 1e-3).
     """
     fig = go.Figure()
     smallest = 1.0
     for k, curve in enumerate(curves):
-        color = IDENTITY_PALETTE[k % len(IDENTITY_PALETTE)]
+        color = str(curve.get("color") or series_color(k))
         fpr, tpr = _as_1d(curve.get("fpr")), _as_1d(curve.get("tpr"))
         label = str(curve.get("name", f"run {k + 1}"))
+        group = str(curve.get("key", f"curve-{k}"))
         auc, eer = curve.get("auc"), curve.get("eer")
         parts = []
         if auc is not None and math.isfinite(float(auc)):
@@ -622,14 +688,14 @@ def roc_curves(
             smallest = min(smallest, float(fpr.min()))
         fig.add_trace(
             go.Scatter(
-                x=fpr, y=tpr, name=full, mode="lines", legendgroup=label,
+                x=fpr, y=tpr, name=full, mode="lines", legendgroup=group,
                 line=dict(color=color, width=3), hovertemplate="FAR %{x:.2g}<br>TAR %{y:.3f}",
             )
         )  # fmt: skip
         if eer is not None and math.isfinite(float(eer)) and (not log_far or float(eer) > 0):
             fig.add_trace(
                 go.Scatter(
-                    x=[float(eer)], y=[1 - float(eer)], mode="markers", legendgroup=label,
+                    x=[float(eer)], y=[1 - float(eer)], mode="markers", legendgroup=group,
                     name=f"EER {label}", showlegend=False,
                     marker=dict(color=color, size=12, symbol="x", line=dict(width=1)),
                     hovertemplate="EER %{x:.1%}<extra>" + label + "</extra>",
@@ -643,8 +709,7 @@ def roc_curves(
             line=dict(color=COLORS["chance"], dash="dash", width=2),
         )
     )  # fmt: skip
-    fig.update_layout(title=dict(text=title),
-                      legend=dict(yanchor="bottom", y=0.02, xanchor="right", x=0.98))
+    fig.update_layout(title=dict(text=title))
     if log_far:
         fig.update_xaxes(type="log", range=[math.log10(low), 0], title_text="FAR (log scale)")
     else:
@@ -652,7 +717,25 @@ def roc_curves(
     fig.update_yaxes(range=[0, 1.01], title_text="TAR (true accept rate)")
     if not curves:
         _note(fig, "Select one or more runs")
-    return style(fig, presenter, height=460)
+    style(fig, presenter, height=420)
+    return _legend_rows_below(fig, len(curves) + 1, presenter)
+
+
+def _legend_rows_below(fig: go.Figure, entries: int, presenter: bool = False) -> go.Figure:
+    """A legend of one entry per row under the x axis title, the figure grown to hold it, so
+    the plot keeps its size (inside the plot, the ROC legend covered the curves)."""
+    scale = PRESENTER_SCALE if presenter else 1.0
+    row = round((BASE_FONT + 16) * scale)  # plotly's row for one legend entry, measured
+    below = round(70 * scale)  # the x axis and its title
+    extra = row * entries + round(10 * scale)
+    plot_height = max((fig.layout.height or 450) - (fig.layout.margin.t or 0)
+                      - (fig.layout.margin.b or 0), 40)
+    fig.update_layout(
+        height=(fig.layout.height or 450) + below + extra - (fig.layout.margin.b or 0),
+        margin=dict(b=below + extra),
+        legend=dict(orientation="v", yanchor="top", y=-below / plot_height, xanchor="left", x=0),
+    )
+    return fig
 
 
 def sweep_plot(
@@ -660,9 +743,12 @@ def sweep_plot(
     metric: str = "eer",
     *,
     title: str | None = None,
+    colors: Mapping[str, str] | None = None,
     presenter: bool = False,
 ) -> go.Figure:
-    """A metric against the margin, one line per loss: "as the loss and margin are varied"."""
+    """A metric against the margin, one line per loss: "as the loss and margin are varied".
+
+    `colors` maps a line (its "loss" value) to the colour the page gives it elsewhere."""
     labels = {"eer": "EER (lower is better)", "auc": "AUC (higher is better)"}
     by_loss: dict[str, list[tuple[float, float]]] = {}
     for row in rows:
@@ -675,10 +761,11 @@ def sweep_plot(
     fig = go.Figure()
     for k, (loss, pairs) in enumerate(sorted(by_loss.items())):
         pairs.sort()
+        color = (colors or {}).get(loss) or series_color(k)
         fig.add_trace(
             go.Scatter(
                 x=[p[0] for p in pairs], y=[p[1] for p in pairs], name=loss,
-                mode="lines+markers", line=dict(color=IDENTITY_PALETTE[k % 50], width=3),
+                mode="lines+markers", line=dict(color=color, width=3),
                 marker=dict(size=9),
             )
         )  # fmt: skip
@@ -686,10 +773,24 @@ def sweep_plot(
     fig.update_xaxes(title_text="margin m")
     fig.update_yaxes(title_text=labels.get(metric, metric))
     if metric in ("eer", "auc"):
-        fig.update_yaxes(tickformat=".0%" if metric == "eer" else ".2f")
+        values = [v for pairs in by_loss.values() for _, v in pairs]
+        digits = _tick_digits(values, percent=metric == "eer")
+        fig.update_yaxes(tickformat=f".{digits}~%" if metric == "eer" else f".{digits}~f")
     if not by_loss:
         _note(fig, "No finished sweep runs yet")
     return style(fig, presenter, height=400)
+
+
+def _tick_digits(values: Sequence[float], percent: bool) -> int:
+    """Decimals a tick label needs to tell ticks apart: plotly puts about five ticks over the
+    span, so one tick step is span / 5. Rounded to ".0%" an EER axis from 18.2 % to 19.4 % read
+    "19 %, 19 %, 18 %, 18 %"."""
+    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    span = (max(finite) - min(finite)) if len(finite) > 1 else 0.0
+    step = span * (100 if percent else 1) / 5
+    if step <= 0:
+        return 1 if percent else 2
+    return int(min(4, max(0, math.ceil(-math.log10(step)))))
 
 
 # --------------------------------------------------------------------------------------------
@@ -978,8 +1079,9 @@ def image_grid(
 ) -> go.Figure:
     """A grid of [N,C,H,W] float images in [0, 1] with captions (query + nearest neighbours).
 
-    `border_colors` can outline a caption's role, e.g. COLORS["genuine"] for a neighbour of the
-    same identity and COLORS["impostor"] otherwise (drawn as the caption colour).
+    `border_colors` outline an image's role, e.g. COLORS["genuine"] for a neighbour of the
+    same identity and COLORS["impostor"] otherwise (a frame round the image, and its caption
+    in that colour).
     """
     stack = np.asarray(images, dtype=float)
     if stack.ndim == 3:
@@ -1001,10 +1103,15 @@ def image_grid(
         rgb = np.moveaxis(pixels[:3], 0, -1) * 255
         fig.add_trace(go.Image(z=rgb, hovertemplate=texts[k] + "<extra></extra>"),
                       row=k // cols + 1, col=k % cols + 1)  # fmt: skip
-    if border_colors is not None:
-        for annotation, color in zip(fig.layout.annotations, border_colors, strict=False):
+    if border_colors is not None:  # a frame round the image, and its caption in that colour
+        for k, (annotation, color) in enumerate(zip(fig.layout.annotations, border_colors,
+                                                    strict=False)):
             if color:
                 annotation.font.color = color
+                axis = "" if k == 0 else str(k + 1)
+                fig.add_shape(type="rect", xref=f"x{axis} domain", yref=f"y{axis} domain",
+                              x0=0, y0=0, x1=1, y1=1, name="border",
+                              line=dict(color=color, width=4))
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
     fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False)
     fig.update_layout(title=dict(text=title or ""))

@@ -71,6 +71,18 @@ def sanitize_name(name: str) -> str:
     return name or "run"
 
 
+def default_name(config: RunConfig, when: float | None = None) -> str:
+    """A name that tells a class's first runs apart: the loss, its margin when it has one, the
+    dataset, and the time it started (every student's first run used to be "contrastive on
+    synthetic"). Names are for people; the app identifies runs by id."""
+    from lab.losses import LOSSES
+
+    spec = LOSSES.get(config.loss)
+    margin = f" m={config.margin:g}" if spec is not None and "margin" in spec.params else ""
+    stamp = time.strftime("%H:%M:%S", time.localtime(time.time() if when is None else when))
+    return f"{config.loss}{margin} on {config.dataset} · {stamp}"
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -342,7 +354,7 @@ class RunStore:
         path = self.root / run_id
         path.mkdir()
         now = time.time()
-        meta = {"id": run_id, "name": sanitize_name(name or f"{config.loss} on {config.dataset}"),
+        meta = {"id": run_id, "name": sanitize_name(name or default_name(config, now)),
                 "status": "running", "message": "", "created": now, "updated": now,
                 "pid": os.getpid(), "host": socket.gethostname(),
                 "torch": torch.__version__}

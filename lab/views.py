@@ -7,6 +7,7 @@ no dataset: energies, ROC and maps are all computed from those saved embeddings.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -103,15 +104,36 @@ def run_label(info) -> str:
     return " · ".join(parts)
 
 
+def run_labels(infos) -> dict[str, str]:
+    """run id -> its picker label (:func:`run_label`), made unique: runs whose labels would read
+    the same get their id appended. Streamlit's pickers match options by their label, so two
+    runs labelled alike were one option: picking one dropped the other from the comparison."""
+    return _unique({info.id: run_label(info) for info in infos})
+
+
+def run_names(infos) -> dict[str, str]:
+    """run id -> its name, with the id appended where two runs share a name (legends, tables)."""
+    return _unique({info.id: info.name for info in infos})
+
+
+def _unique(labels: dict[str, str]) -> dict[str, str]:
+    counts: dict[str, int] = {}
+    for label in labels.values():
+        counts[label] = counts.get(label, 0) + 1
+    return {run_id: f"{label} · {run_id}" if counts[label] > 1 else label
+            for run_id, label in labels.items()}
+
+
 def runs_table(infos) -> list[dict]:
     """One row per run for the runs table and the comparison table."""
     rows = []
+    names = run_names(infos)
     for info in infos:
         config, test = info.config, (info.metrics or {}).get("test", {})
         tar = test.get("tar_at_far", {})
         rows.append({
             "id": info.id,
-            "name": info.name,
+            "name": names[info.id],
             "status": info.status,
             "dataset": config.dataset if config else "?",
             "loss": config.loss if config else "?",
@@ -158,13 +180,38 @@ def live_map(embeddings: np.ndarray, previous: np.ndarray | None = None,
     return points
 
 
+def training_seconds(reports) -> float:
+    """Seconds spent training so far, pauses left out: each report's ``seconds`` runs from the
+    end of the previous report, which is when a paused job resumes (``elapsed`` counts the
+    pause too)."""
+    return float(sum(r.seconds for r in reports))
+
+
 def eta_seconds(reports) -> float | None:
-    """Seconds left, from the mean duration of the epochs done so far."""
+    """Seconds left, from the mean training time of the epochs done so far (pauses left out:
+    after a pause "about N s left" used to count the paused time as training)."""
     if not reports:
         return None
     last = reports[-1]
     done = max(last.epoch, 1)
-    return max(0.0, (last.epochs - last.epoch) * last.elapsed / done)
+    return max(0.0, (last.epochs - last.epoch) * training_seconds(reports) / done)
+
+
+def short_number(value) -> str:
+    """A number that fits a metric card: 4 significant digits, powers of ten past 10⁴ (a
+    diverging loss read "136591…", cut)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return "n/a"
+    if math.isnan(number):
+        return "n/a"
+    if math.isinf(number):
+        return "∞" if number > 0 else "−∞"
+    if number != 0 and (abs(number) >= 1e4 or abs(number) < 1e-3):
+        mantissa, exponent = f"{number:.3e}".split("e")
+        return f"{float(mantissa):.3g}e{int(exponent)}"
+    return f"{number:.4g}"
 
 
 def nearest_neighbours(embeddings: np.ndarray, index: int, energy: str,

@@ -71,7 +71,7 @@ CONTROL_TEXT = "Unseen test identities"  # a control label: hidden in presenter 
 MAX_SESSIONS = 60
 CLIENTS = ("protocol", "browser")
 RUNNERS = ("local", "ray")
-RUN_LABEL = "▶ Run"
+RUN_LABEL = "Run"
 PRESENTER_LABEL = "Presenter mode"
 
 BENCH_HELP = "N simulated students on one streamlit server: all finish, latency p50/p95"

@@ -38,6 +38,7 @@ class StreamlitServer(Server):
 
     def __init__(self, runs: Path, log: Path):
         super().__init__(runs, log)
+        self.runs = runs  # the server's run store: tests may put runs there directly
         try:
             self.wait_healthy(120)
         except RuntimeError:

@@ -312,3 +312,14 @@ def test_models_located_without_importing_face_recognition_models():
         pytest.skip("face_recognition_models is not installed")
     assert path.is_file() and path.parent.name == "models"
     assert "face_recognition_models" not in sys.modules
+
+
+def test_an_image_too_small_to_hold_a_face_is_refused_with_the_reason():
+    """A 1×1 upload got a verdict through "Use the whole image" (issue 15)."""
+    from lab.faces import TinyFaceError, too_small_for_a_face
+    from lab.limits import MIN_FACE_PIXELS
+
+    tiny = Image.new("L", (1, 1))
+    assert too_small_for_a_face(Image.new("L", (MIN_FACE_PIXELS, 40))) is None
+    with pytest.raises(TinyFaceError, match="only 1×1 pixels: too small to hold a face"):
+        whole_image_crop(tiny)

@@ -44,7 +44,7 @@ def test_every_lesson_renders_by_url(run_root, key):
     assert not at.exception
     assert at.header[0].value.endswith(LESSONS[key].title)
     if LESSONS[key].trains:
-        assert at.button[0].label.startswith("▶ Run this lesson")
+        assert at.button[0].label.startswith("Run this lesson")
 
 
 def test_the_conditions_lesson_shows_its_verdict(run_root):

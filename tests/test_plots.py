@@ -303,3 +303,67 @@ def test_embedding_map_draws_an_even_subset_of_faces_beyond_the_cap() -> None:
     uris = plots.image_uris(images)
     again = plots.embedding_map(points, list(range(10)), images=uris, max_thumbnails=4)
     assert [im.source for im in again.layout.images] == [uris[k] for k in (0, 3, 6, 9)]
+
+
+# --- issue 15: figures that agree with themselves ------------------------------------------
+
+
+def test_threshold_slider_moves_the_line_with_far_and_frr_worked_out_by_hand() -> None:
+    genuine = [0.1, 0.2, 0.3, 0.9]
+    impostor = [0.25, 0.5, 0.8, 1.2, 1.5]
+    fig = plots.energy_histogram(genuine, impostor, threshold=0.5, x_range=(0, 2),
+                                 threshold_steps=[0.0, 0.3, 1.0])
+    (slider,) = fig.layout.sliders
+    assert [s.label for s in slider.steps] == ["0", "0.3", "1"]
+    assert slider.active == 1  # the step nearest the threshold it starts at (0.5)
+    shape = [k for k, s in enumerate(fig.layout.shapes) if s.name == "threshold"][0]
+    note = [k for k, a in enumerate(fig.layout.annotations) if a.name == "threshold"][0]
+    step = slider.steps[1].args[0]
+    assert step[f"shapes[{shape}].x0"] == step[f"shapes[{shape}].x1"] == 0.3
+    # τ = 0.3: impostors ≤ 0.3 are {0.25} -> FAR 1/5; genuine > 0.3 are {0.9} -> FRR 1/4.
+    assert "FAR 20.0% · FRR 25.0%" in step[f"annotations[{note}].text"]
+    # τ = 1: impostors {0.25, 0.5, 0.8} -> FAR 3/5; no genuine above 1 -> FRR 0.
+    assert "FAR 60.0% · FRR 0.0%" in slider.steps[2].args[0][f"annotations[{note}].text"]
+
+
+def test_labels_near_the_right_edge_go_left_and_this_pair_sits_apart_from_the_threshold():
+    fig = plots.energy_histogram([0.1, 0.2], [0.8, 0.9], margin=0.95, threshold=0.5,
+                                 pair_energy=0.45, x_range=(0, 1))
+    (margin,) = annotations_named(fig, "margin")
+    (threshold,) = annotations_named(fig, "threshold")
+    (pair,) = annotations_named(fig, "pair")
+    assert margin.xanchor == "right"  # it was cut at the plot's right edge
+    assert pair.xanchor == "right" and threshold.xanchor == "left"  # opposite sides
+    assert pair.y < threshold.y
+
+
+def test_roc_keeps_two_runs_of_one_name_apart_in_the_colours_it_is_given() -> None:
+    curve = {"name": "contrastive on synthetic", "fpr": [0, 0.5, 1], "tpr": [0, 0.8, 1]}
+    fig = plots.roc_curves([{**curve, "key": "run-a", "color": "#111111"},
+                            {**curve, "key": "run-b", "color": "#222222"}])
+    lines = [t for t in fig.data if t.mode == "lines" and t.name != "chance"]
+    assert [t.legendgroup for t in lines] == ["run-a", "run-b"]
+    assert [t.line.color for t in lines] == ["#111111", "#222222"]
+
+
+def test_sweep_plot_takes_the_page_colours_and_its_ticks_read_apart() -> None:
+    rows = [{"loss": "a", "margin": 0.5, "eer": 0.182}, {"loss": "a", "margin": 1.0, "eer": 0.194},
+            {"loss": "b", "margin": 0.5, "eer": 0.188}]
+    fig = plots.sweep_plot(rows, "eer", colors={"a": "#123456"})
+    assert trace(fig, "a").line.color == "#123456"
+    assert trace(fig, "b").line.color == plots.series_color(1)
+    # Five ticks over 18.2-19.4 % are 0.24 % apart: one decimal tells them apart ("18.2%").
+    assert fig.layout.yaxis.tickformat == ".1~%"
+    wide = plots.sweep_plot([{**rows[0], "eer": 0.1}, {**rows[1], "eer": 0.4}], "eer")
+    assert wide.layout.yaxis.tickformat == ".0~%"
+    ticks = np.arange(0.182, 0.1941, 0.0024)
+    assert len({f"{100 * t:.1f}%" for t in ticks}) == len(ticks)
+
+
+def test_image_grid_draws_the_borders_its_caption_describes() -> None:
+    images = np.zeros((3, 1, 4, 4))
+    fig = plots.image_grid(images, ["clicked", "a", "b"],
+                           border_colors=[None, "#0000ff", "#ff0000"])
+    borders = [s for s in fig.layout.shapes if s.name == "border"]
+    assert [b.line.color for b in borders] == ["#0000ff", "#ff0000"]
+    assert [b.xref for b in borders] == ["x2 domain", "x3 domain"]

@@ -1,5 +1,8 @@
 """What the pages show, computed from a saved run's probe embeddings."""
 
+import time
+from pathlib import Path
+
 import numpy as np
 
 from lab.config import RunConfig
@@ -23,3 +26,48 @@ def test_maps_hold_seen_and_unseen_identities_but_metrics_only_unseen(run_root):
     result = verification_at(history, history.rounds - 1, TINY.energy, TINY.seed)
     _, counts = np.unique(history.labels[history.is_test], return_counts=True)
     assert len(result.genuine_energies) == int(np.sum(counts * (counts - 1) // 2))
+
+
+# --- issue 15 ---------------------------------------------------------------------------
+
+
+def test_two_runs_of_one_name_get_labels_that_tell_them_apart():
+    from lab.runs import RunInfo
+    from lab.views import run_labels, run_names
+
+    infos = [RunInfo(id=f"20260101-00000{k}-abc00{k}", name=name, status="done", path=Path("."))
+             for k, name in enumerate(["same", "same", "other"])]
+    names = run_names(infos)
+    assert names[infos[0].id] == f"same · {infos[0].id}" and names[infos[2].id] == "other"
+    assert len(set(run_labels(infos).values())) == 3
+
+
+def test_default_names_carry_the_loss_the_margin_and_the_time():
+    from lab.config import RunConfig
+    from lab.runs import default_name
+
+    when = time.mktime((2026, 1, 2, 10, 11, 12, 0, 0, -1))
+    assert default_name(RunConfig(margin=0.5), when) == "contrastive m=0.5 on synthetic · 10:11:12"
+    assert default_name(RunConfig(loss="chopra"), when) == "chopra on synthetic · 10:11:12"
+
+
+def test_time_left_leaves_the_pauses_out():
+    from lab.train import EpochReport
+    from lab.views import eta_seconds, training_seconds
+
+    # Two epochs of 2 s each, with a 60 s pause between them (elapsed counts it).
+    common = dict(epochs=4, loss=1.0, images_per_second=1.0, active_fraction=0.5,
+                  mean_genuine=0.1, mean_impostor=1.0, probe_embeddings=None)
+    reports = [EpochReport(epoch=1, step=1, seconds=2.0, elapsed=2.0, **common),
+               EpochReport(epoch=2, step=2, seconds=2.0, elapsed=64.0, **common)]
+    assert training_seconds(reports) == 4.0
+    assert eta_seconds(reports) == 4.0  # 2 epochs left at 2 s each, not at 32 s
+
+
+def test_short_numbers_fit_a_card():
+    from lab.views import short_number
+
+    assert short_number(136591.25) == "1.37e5"
+    assert short_number(0.12345) == "0.1235"
+    assert short_number(1.27) == "1.27"
+    assert short_number(float("nan")) == "n/a" and short_number(None) == "n/a"

@@ -10,6 +10,7 @@ import streamlit as st
 from lab import plots
 from lab.losses import LOSSES
 from lab.runs import RunError, RunStore
+from ui import icons
 
 JOB_KEY = "training_job"
 CONFIG_KEY = "train_config"
@@ -67,7 +68,7 @@ def show_figure(fig, name: str, key: str | None = None, on_select=None, **kwargs
     """Draw a figure with its download buttons (interactive HTML, and PNG when possible)."""
     event = st.plotly_chart(fig, width="stretch", key=key, on_select=on_select or "ignore",
                             **kwargs)
-    with st.popover("⬇ Download", help="Save this figure"):
+    with st.popover("Download", icon=icons.DOWNLOAD, help="Save this figure"):
         st.download_button("Interactive HTML", plots.figure_to_html(fig), f"{name}.html",
                            "text/html", key=f"html-{key or name}")
         problem = plots.png_export_problem()
@@ -96,7 +97,7 @@ def pick_run(label: str = "Run", key: str = "run", statuses: tuple[str, ...] | N
              prefer=None):
     """A run picker; tells the user what to do when there is no run yet. Returns (info, run).
     prefer: reorders the runs (the first is the default), e.g. lab.trust.photo_order."""
-    from lab.views import run_label
+    from lab.views import run_labels
 
     store = run_store()
     infos = [i for i in store.list() if i.status != "corrupt"
@@ -105,12 +106,16 @@ def pick_run(label: str = "Run", key: str = "run", statuses: tuple[str, ...] | N
         infos = prefer(infos)
     if not infos:
         st.info("No trained run yet. Train one first: it takes a few seconds.")
-        st.page_link("app_pages/train.py", label="Go to Train", icon="🏋️")
+        st.page_link("app_pages/train.py", label="Go to Train", icon=icons.TRAIN)
         return None, None
     wanted = st.query_params.get("run")
     ids = [i.id for i in infos]
     index = ids.index(wanted) if wanted in ids else 0
-    info = st.selectbox(label, infos, index=index, format_func=run_label, key=key)
+    labels = run_labels(infos)  # ids are the options: two runs may share a name
+    # labels.get(v, v): AppTest's select_index hands format_func the label itself.
+    chosen = st.selectbox(label, ids, index=index, format_func=lambda v: labels.get(v, v),
+                          key=key)
+    info = infos[ids.index(chosen)]
     if info.id != wanted:
         st.query_params["run"] = info.id
     try:
@@ -133,11 +138,13 @@ def sidebar_status() -> None:
         job.heartbeat()
         latest = job.latest
         if job.status == "queued":
-            st.caption(f"⏳ Waiting for a free training slot: place {job.queue_position or 1}")
+            st.caption(f"{icons.WAIT} Waiting for a free training slot: place "
+                       f"{job.queue_position or 1}")
         elif job.active and latest is not None:
-            st.caption(f"🏋️ Training: epoch {latest.epoch}/{latest.epochs} ({job.status})")
+            st.caption(f"{icons.TRAIN} Training: epoch {latest.epoch}/{latest.epochs} "
+                       f"({job.status})")
         elif job.active:
-            st.caption("🏋️ Preparing the data ...")
+            st.caption(f"{icons.TRAIN} Preparing the data ...")
 
     with st.sidebar:
         _status()

@@ -10,7 +10,15 @@ from lab import plots
 from lab.changes import markers
 from lab.energy import energy_bound, energy_matrix_np
 from lab.margin_view import energy_margin, gap_histogram, triplet_gaps
-from lab.views import eta_seconds, live_map, pair_energies, verification_of
+from lab.views import (
+    eta_seconds,
+    live_map,
+    pair_energies,
+    short_number,
+    training_seconds,
+    verification_of,
+)
+from ui import icons
 from ui.health import health_banner
 
 
@@ -38,11 +46,32 @@ def _training_warm_up_thread():
     return thread
 
 
+def _cards(latest, unseen) -> None:
+    """Four numbers, each saying whose it is: the loss and the share of active pairs are of
+    the training batches; the mean energies are of the unseen people the histogram beside them
+    draws (the training batches' means read 1.27 while those people sat at 0.1-0.6)."""
+    cards = st.columns(4)
+    cards[0].metric("Loss (training batches)", short_number(latest.loss))
+    cards[1].metric("Active pairs (training batches)", f"{100 * latest.active_fraction:.0f}%",
+                    help="Share of the batches' pairs or triplets that still add to the loss.")
+    if unseen is None:
+        cards[2].metric("Genuine E (training batches)", short_number(latest.mean_genuine))
+        cards[3].metric("Impostor E (training batches)", short_number(latest.mean_impostor))
+        return
+    genuine, impostor = unseen
+    cards[2].metric("Genuine E, unseen people", short_number(np.mean(genuine)),
+                    help=f"Mean energy of {len(genuine)} pairs of the same person, among people "
+                         "never seen in training (the histogram's blue bars).")
+    cards[3].metric("Impostor E, unseen people", short_number(np.mean(impostor)),
+                    help=f"Mean energy of {len(impostor)} pairs of two different people never "
+                         "seen in training (the histogram's vermillion bars).")
+
+
 def live_view(job, config, presenter: bool = False) -> None:
     _training_warm_up_thread()
     if job is None:
         where = "" if presenter else " with the settings on the left"
-        st.info(f"Press **▶ Run** to train{where}, or **⏭ Step** to "
+        st.info(f"Press **{icons.RUN} Run** to train{where}, or **{icons.STEP} Step** to "
                 "train one epoch at a time. The loss curve, the embedding map of unseen "
                 "identities and their energy histograms appear here as it learns.")
         return
@@ -61,8 +90,8 @@ def live_view(job, config, presenter: bool = False) -> None:
         reports = job.snapshot()
         latest = reports[-1] if reports else None
         if job.status == "queued":
-            st.info(f"⏳ Every training slot is busy. You are number {job.queue_position or 1} "
-                    "in the queue; training starts by itself.")
+            st.info(f"{icons.WAIT} Every training slot is busy. You are number "
+                    f"{job.queue_position or 1} in the queue; training starts by itself.")
             st.button("Cancel", on_click=job.stop, key="cancel-queued")
             return
         if latest is None:
@@ -73,14 +102,14 @@ def live_view(job, config, presenter: bool = False) -> None:
             return
         eta = eta_seconds(reports)
         text = (f"Epoch {latest.epoch}/{latest.epochs} · {latest.images_per_second:,.0f} "
-                f"images/s · {latest.elapsed:.1f} s")
+                f"images/s · {training_seconds(reports):.1f} s")
         if job.active and eta is not None:
             text += f" · about {eta:.0f} s left"
         if getattr(job, "where", ""):  # a run on a cluster says on which node
             text += f" · on {job.where}"
         st.progress(min(1.0, latest.epoch / max(latest.epochs, 1)), text=text)
         if job.status == "paused":
-            st.caption("⏸ Paused. Resume, Step one epoch, or Stop.")
+            st.caption(f"{icons.PAUSE} Paused. Resume, Step one epoch, or Stop.")
         if job.status == "diverged":
             st.error(f"**The run diverged.** {latest.message}")
         elif job.status in ("failed", "cancelled", "interrupted"):
@@ -88,11 +117,12 @@ def live_view(job, config, presenter: bool = False) -> None:
         elif job.status == "stopped":
             st.warning(f"Stopped: what was learnt is kept. {latest.message}".strip())
         health_banner(reports, job.config)
-        metrics = st.columns(4)
-        metrics[0].metric("Loss", f"{latest.loss:.4f}")
-        metrics[1].metric("Active pairs/triplets", f"{100 * latest.active_fraction:.0f}%")
-        metrics[2].metric("Mean genuine E", f"{latest.mean_genuine:.3f}")
-        metrics[3].metric("Mean impostor E", f"{latest.mean_impostor:.3f}")
+        emb = latest.probe_embeddings
+        labels = job.probe_labels
+        unseen = None
+        if emb is not None and labels is not None:
+            unseen = pair_energies(emb, labels, config.energy, 5000, config.data_seed)
+        _cards(latest, unseen)
 
         # Loss and energies side by side, the map wide below: three plots in a row were too
         # cramped to read on a projector.
@@ -105,9 +135,7 @@ def live_view(job, config, presenter: bool = False) -> None:
                                    changes=markers([r.record() for r in reports]),
                                    presenter=presenter)
             st.plotly_chart(fig, width="stretch", key="live-loss")
-        emb = latest.probe_embeddings
-        labels = job.probe_labels
-        if emb is not None and labels is not None:
+        if unseen is not None:
             map_emb, map_labels, seen = emb, labels, np.zeros(len(labels), dtype=bool)
             if latest.seen_embeddings is not None and job.seen_labels is not None:
                 map_emb = np.concatenate([emb, latest.seen_embeddings])
@@ -121,8 +149,7 @@ def live_view(job, config, presenter: bool = False) -> None:
                                           title=f"Embedding after epoch {latest.epoch} (PCA)",
                                           presenter=presenter)
                 st.plotly_chart(fig, width="stretch", key="live-map")
-            genuine, impostor = pair_energies(emb, labels, config.energy, 5000,
-                                              config.data_seed)
+            genuine, impostor = unseen
             bound = energy_bound(config.energy, emb.shape[1]) if config.normalize else None
             margin = energy_margin(config.loss, config.margin)  # α is not an energy: gaps
             with right:
@@ -154,7 +181,9 @@ def live_view(job, config, presenter: bool = False) -> None:
                                          "tpr": result.tpr, "auc": result.auc,
                                          "eer": result.eer}], presenter=presenter)
                 ui.show_figure(roc, "roc", key="live-roc")
-                st.page_link("app_pages/embeddings.py", label="Explore the embedding", icon="🗺️")
-                st.page_link("app_pages/energies.py", label="Energies epoch by epoch", icon="📊")
+                st.page_link("app_pages/embeddings.py", label="Explore the embedding",
+                             icon=icons.EMBEDDINGS)
+                st.page_link("app_pages/energies.py", label="Energies epoch by epoch",
+                             icon=icons.ENERGIES)
 
     _live()
