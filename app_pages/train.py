@@ -85,6 +85,27 @@ def fit_split_to_dataset() -> None:
 
 
 def controls() -> None:
+    # The learning choices first: the loss and its margin are the point of the app (below the
+    # data and the network they sat under the fold).
+    st.subheader("Loss")
+    widget("loss", st.selectbox, "Loss", format_func=lambda name: LOSSES[name].title,
+           on_change=apply_loss_defaults)
+    spec = LOSSES[st.session_state["cfg_loss"]]
+    # Every input the run reads is shown: the energy scores the test pairs of every loss, and
+    # the semi-hard miner of Chopra's and the naive loss reads the margin as its window.
+    widget("energy", st.selectbox, "Energy E" if "energy" in spec.params else
+           "Energy E (scores the test pairs)", help=spec.param_help.get("energy"))
+    miner = st.session_state["cfg_miner"] if "miner" in spec.params else "all"
+    if fields.uses_margin(spec.name, miner):
+        widget("margin", st.slider, "Margin" if "margin" in spec.params else
+               "Semi-hard window m", help=spec.param_help.get("margin"))
+    if "scale" in spec.params:
+        widget("scale", st.slider, "Scale s", help=spec.param_help["scale"])
+    if "chopra_q" in spec.params:
+        widget("chopra_q", st.number_input, "Q (empty = automatic bound)",
+               help=spec.param_help["chopra_q"])
+    if "miner" in spec.params:
+        widget("miner", st.selectbox, "Mining", help=spec.param_help["miner"])
     st.subheader("Data")
     widget("dataset", st.selectbox, "Dataset",
            format_func=lambda name: DATASET_TITLES.get(name, name),
@@ -107,25 +128,6 @@ def controls() -> None:
     widget("network", st.selectbox, "Network")
     widget("embedding_dim", st.select_slider, "Embedding size")
     widget("normalize", st.checkbox, "L2-normalise embeddings")
-    st.subheader("Loss")
-    widget("loss", st.selectbox, "Loss", format_func=lambda name: LOSSES[name].title,
-           on_change=apply_loss_defaults)
-    spec = LOSSES[st.session_state["cfg_loss"]]
-    # Every input the run reads is shown: the energy scores the test pairs of every loss, and
-    # the semi-hard miner of Chopra's and the naive loss reads the margin as its window.
-    widget("energy", st.selectbox, "Energy E" if "energy" in spec.params else
-           "Energy E (scores the test pairs)", help=spec.param_help.get("energy"))
-    miner = st.session_state["cfg_miner"] if "miner" in spec.params else "all"
-    if fields.uses_margin(spec.name, miner):
-        widget("margin", st.slider, "Margin" if "margin" in spec.params else
-               "Semi-hard window m", help=spec.param_help.get("margin"))
-    if "scale" in spec.params:
-        widget("scale", st.slider, "Scale s", help=spec.param_help["scale"])
-    if "chopra_q" in spec.params:
-        widget("chopra_q", st.number_input, "Q (empty = automatic bound)",
-               help=spec.param_help["chopra_q"])
-    if "miner" in spec.params:
-        widget("miner", st.selectbox, "Mining", help=spec.param_help["miner"])
     st.subheader("Optimisation")
     widget("epochs", st.slider, "Epochs")
     widget("lr", st.select_slider, "Learning rate")
@@ -164,7 +166,7 @@ def current_config() -> cfg.RunConfig:
 
 if show_controls:
     panel, stage = st.columns([1, 2.6], gap="large")
-    with panel, st.container(height=780, border=False):
+    with panel:  # no inner scroll box: the page scrolls, once
         controls()
 else:
     stage = st.container()
