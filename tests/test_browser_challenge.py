@@ -92,7 +92,7 @@ def test_a_class_challenge_in_the_browser(server, browser, tmp_path):
                   f"&loss={loss}&image_size=64")
         settle(page)
         page.get_by_text(re.compile("Challenge:.*30 s of training per run")).wait_for()
-        page.get_by_role("button", name="▶ Run").click()
+        page.get_by_role("button", name=re.compile(r"(^|\s)Run$")).click()
         page.get_by_text("Verification of people never seen in training").wait_for(
             timeout=180_000)
         page.get_by_role("link", name="Submit a run to the challenge").click()

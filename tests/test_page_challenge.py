@@ -82,7 +82,7 @@ def student_trains(challenge, query: dict | None = None, **settings) -> AppTest:
                       if w.key == f"cfg_{name}")
         widget.set_value(value)
     at.run()
-    labelled(at.button, "▶ Run").click().run()
+    labelled(at.button, "Run").click().run()
     job = at.session_state["training_job"]
     assert job.wait(180), "training did not finish"
     at.run()
