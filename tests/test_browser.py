@@ -211,7 +211,7 @@ def test_sweeps_of_two_sessions_draw_two_curves(app_server, browser, tmp_path):
         page.goto(f"{app_server.url}/compare")
         wait_for_app(page)
         page.get_by_role("tab", name="Sweep the margin").click()
-        margins_box = page.get_by_label("Margins")
+        margins_box = page.get_by_role("textbox", name="Margins")
         margins_box.fill(margins)
         margins_box.press("Enter")
         wait_for_app(page)
