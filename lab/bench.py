@@ -897,4 +897,4 @@ def _runner(bench: Bench):
     return run
 
 
-from lab import bench_train  # noqa: E402,F401  (registers "train")
+from lab import bench_gpu, bench_train  # noqa: E402,F401  (register "gpu" and "train")
