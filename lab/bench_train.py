@@ -230,6 +230,7 @@ class _Labelled(torch.nn.Module):
     def __init__(self, inner: torch.nn.Module):
         super().__init__()
         self.inner = inner
+        self.layouts = inner.layouts  # the trainer asks the criterion for its batch layouts
 
     def __getattr__(self, name: str):
         try:
