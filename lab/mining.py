@@ -231,10 +231,10 @@ def mine_batch(miner: str, kind: str, embeddings: torch.Tensor, energy: str,
       N impostor pairs drawn on the device;
     - triplets, "all": the [N, Q, M] grid; "random": N triplets drawn on the device;
     - "semihard": the grid, masked by E(a,p) < E(a,n) < E(a,p) + margin (FaceNet); as pairs,
-      genuine (a, p) of any such triplet [N, Q] and impostor (a, n) of any [N, M], which are
-      the distinct pairs of :func:`triplets_to_pairs`;
+      the unordered pairs {a, p} and {a, n} of any such triplet, masks over the pair list
+      (the distinct pairs of :func:`triplets_to_pairs`);
     - "batchhard": per anchor its hardest positive and negative [N], masked where the anchor
-      has both.
+      has both; as pairs, their unordered pairs over the pair list.
     """
     if miner not in MINERS:
         raise ValueError(f"unknown miner {miner!r}; expected one of {', '.join(MINERS)}")
@@ -262,7 +262,8 @@ def mine_batch(miner: str, kind: str, embeddings: torch.Tensor, energy: str,
         chosen = layout.triplet_ok & (ap < an) & (an < ap + margin)
         if kind == "triplet":
             return MinedTriplets(e_ap[:, :, None], e_an[:, None, :], chosen)
-        return MinedPairs(e_ap, e_an, chosen.any(dim=2), chosen.any(dim=1))
+        return _unordered(energies, layout, (layout.positives, chosen.any(dim=2)),
+                          (layout.negatives, chosen.any(dim=1)))
     inf = torch.finfo(energies.dtype).max
     hardest_p = e_ap.detach().masked_fill(~layout.positive_ok, -inf).argmax(dim=1, keepdim=True)
     hardest_n = e_an.detach().masked_fill(~layout.negative_ok, inf).argmin(dim=1, keepdim=True)
@@ -270,4 +271,23 @@ def mine_batch(miner: str, kind: str, embeddings: torch.Tensor, energy: str,
     e_p, e_n = e_ap.gather(1, hardest_p).squeeze(1), e_an.gather(1, hardest_n).squeeze(1)
     if kind == "triplet":
         return MinedTriplets(e_p, e_n, has_both)
-    return MinedPairs(e_p, e_n, has_both, has_both)
+    return _unordered(energies, layout,
+                      (layout.positives.gather(1, hardest_p), has_both[:, None]),
+                      (layout.negatives.gather(1, hardest_n), has_both[:, None]))
+
+
+def _unordered(energies: torch.Tensor, layout: BatchLayout, genuine, impostor) -> MinedPairs:
+    """Pairs picked per anchor, (columns [N, S], picked [N, S]), as unordered pairs i < j of the
+    layout's pair list: {a, b} counts once whether a picked b, b picked a, or both (as
+    :func:`triplets_to_pairs` counts them). A scatter into [N, N], no data-dependent shape."""
+    n = layout.size
+
+    def chosen(columns: torch.Tensor, picked: torch.Tensor) -> torch.Tensor:
+        grid = torch.zeros(n, n, dtype=torch.bool, device=columns.device)
+        grid = grid.scatter(1, columns, picked.expand_as(columns))
+        grid = grid | grid.T
+        return grid[layout.first, layout.second]
+
+    e = energies[layout.first, layout.second]
+    return MinedPairs(e, e, chosen(*genuine) & layout.genuine,
+                      chosen(*impostor) & ~layout.genuine)
