@@ -9,11 +9,12 @@ import ui.challenge as challenge_ui
 from lab import challenge as ch
 from lab.config import RunConfig
 from lab.runs import RunError
+from ui import icons
 
 DATASET_TITLES = {"synthetic": "Synthetic faces (offline)", "digits": "Digits 8×8 (offline)",
                   "att": "AT&T / ORL faces (40 people)", "olivetti": "Olivetti faces (cached)"}
 
-st.title("🏆 Class challenge")
+st.title(f"{icons.CHALLENGE} Class challenge")
 store = challenge_ui.challenge_store()
 joined = challenge_ui.joined()
 
@@ -32,8 +33,8 @@ def student_panel(challenge: ch.Challenge) -> None:
                "results there: they are measured on the challenge's validation people. Then "
                "submit your best run here: the server scores it on hidden people.")
     cols = st.columns(3)
-    cols[0].page_link("app_pages/train.py", label="Train within the limits", icon="🏋️")
-    cols[1].page_link("app_pages/leaderboard.py", label="Leaderboard", icon="📋",
+    cols[0].page_link("app_pages/train.py", label="Train within the limits", icon=icons.TRAIN)
+    cols[1].page_link("app_pages/leaderboard.py", label="Leaderboard", icon=icons.LEADERBOARD,
                       query_params={"c": challenge.id})
     cols[2].button("Leave this challenge", on_click=challenge_ui.leave)
     if challenge.closed:
@@ -109,7 +110,7 @@ def teacher_panel(key: str) -> None:
     st.subheader("Your challenges", anchor=False)
     for challenge in challenges:
         fresh = st.session_state.get("challenge_made") == challenge.id
-        lock = "🔒 " if challenge.closed else ""
+        lock = f"{icons.LOCK} " if challenge.closed else ""
         with st.expander(f"{lock}{challenge_ui.plain_md(challenge.title)} · "
                          f"{len(challenge.entries)} entries", expanded=fresh):
             if fresh:
@@ -117,7 +118,8 @@ def teacher_panel(key: str) -> None:
             st.code(link_to(challenge), language=None)
             for line in challenge.limits_text():
                 st.text(line)
-            st.page_link("app_pages/leaderboard.py", label="Open the leaderboard", icon="📋",
+            st.page_link("app_pages/leaderboard.py", label="Open the leaderboard",
+                         icon=icons.LEADERBOARD,
                          query_params={"c": challenge.id})
 
 

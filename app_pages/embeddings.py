@@ -52,7 +52,7 @@ with tab_slider:
                                    value=len(epochs) - 1, format_func=lambda r: str(epochs[r]),
                                    key="map_epoch") if len(epochs) > 1 else 0
     selected = st.session_state.get("map_selected")
-    show_faces = st.toggle("🖼 Images", key="map_images",
+    show_faces = st.toggle(f"{icons.IMAGES} Images", key="map_images",
                            help=f"Draw each face at its point, as the Embedding Projector does "
                                 f"(up to {MAP_THUMBNAILS} points; an evenly spread subset beyond).")
     faces = None

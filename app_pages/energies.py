@@ -10,10 +10,11 @@ from lab import plots
 from lab.energy import energy_matrix_np
 from lab.margin_view import energy_margin, gap_histogram, triplet_gaps
 from lab.views import verification_of
+from ui import icons
 from ui.errors import error_gallery
 from ui.inspector import inspector_for_run
 
-st.title("📊 Energies")
+st.title(f"{icons.ENERGIES} Energies")
 st.caption("For every pair of images of people never seen in training: the energy E (distance "
            "between embeddings). Genuine pairs (same person) should sit left of the threshold, "
            "impostors right of it, ideally beyond the margin. Where they overlap, the "
@@ -82,14 +83,14 @@ if not presenter:
         ui.loss_formula(run.config.loss)
 
 st.divider()
-st.subheader("❌ Error gallery")
+st.subheader(f"{icons.ERRORS} Error gallery")
 st.caption("At this threshold, the worst mistakes among the test people (never trained on): "
            "both photos, their energy, and each photo's nearest neighbours (blue border: same "
            "person; vermillion: someone else). Move the threshold to see others.")
 error_gallery(run, history, round_index, threshold, ui.probe_images(run, history), presenter)
 
 st.divider()
-st.subheader("🔍 Miner inspector")
+st.subheader(f"{icons.INSPECT} Miner inspector")
 st.caption("One of this run's training batches with its final weights: which pairs or triplets "
            "the miner gives the loss, how hard they are, and where one Step moves them.")
 inspector_for_run(run, ui.dataset_for, presenter=presenter)

@@ -12,9 +12,10 @@ import ui
 import ui.challenge as challenge_ui
 from lab import challenge as ch
 from lab.report import leaderboard_report
+from ui import icons
 from ui.reports import report_button
 
-st.title("📋 Leaderboard")
+st.title(f"{icons.LEADERBOARD} Leaderboard")
 presenter = ui.presenter()
 store = challenge_ui.challenge_store()
 key = challenge_ui.teacher_key_typed()
@@ -30,16 +31,13 @@ if challenge_id is None and key is not None:
                                                                if c.id == i))
 if challenge_id is None:
     st.info("Open a challenge's link (or its leaderboard from the Class challenge page).")
-    st.page_link("app_pages/challenge.py", label="Class challenge", icon="🏆")
+    st.page_link("app_pages/challenge.py", label="Class challenge", icon=icons.CHALLENGE)
     st.stop()
 try:
     challenge = store.load(str(challenge_id))
 except ch.ChallengeError as error:
     st.error(str(error))
     st.stop()
-
-MEDALS = {1: "🥇", 2: "🥈", 3: "🥉"}
-
 
 def big_table(rows: list[dict]) -> None:
     """The projector's table: every cell escaped, so a name is always text."""
@@ -48,7 +46,7 @@ def big_table(rows: list[dict]) -> None:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = "".join(
         "<tr>" + "".join(
-            f"<td>{html.escape(MEDALS.get(row['rank'], '') + ' ' if c == 'rank' else '')}"
+            "<td>"
             f"{html.escape('—' if row.get(c) is None else str(row.get(c)))}</td>"
             for c in columns) + "</tr>" for row in rows)
     st.html("<style>.lb{width:100%;border-collapse:collapse;font-size:1.9rem}"

@@ -252,7 +252,7 @@ with stage:
         st.info(job.retry_note)
     if job is not None and job.paused:
         change_settings(job)
-    live_tab, inspector_tab = st.tabs(["📈 Live", "🔍 Miner inspector"])
+    live_tab, inspector_tab = st.tabs([f"{icons.LIVE} Live", f"{icons.INSPECT} Miner inspector"])
     with live_tab:
         live_view(job, config, presenter=not show_controls)
     with inspector_tab:

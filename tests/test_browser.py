@@ -113,11 +113,11 @@ def test_train_live_then_every_page(app_server, page, tmp_path):
     page.get_by_text("Paused").first.wait_for(timeout=60_000)
     shoot(page, tmp_path, "train-paused")
     # the miner inspector, beside the live view: the paused run's next batch
-    page.get_by_role("tab", name="🔍 Miner inspector").click()
+    page.get_by_role("tab", name="Miner inspector").click()
     page.locator(".st-key-train-inspector-plane .js-plotly-plot").first.wait_for(timeout=PLOT_MS)
     page.get_by_text("one Step of the optimiser").first.wait_for()
     shoot(page, tmp_path, "train-inspector")
-    page.get_by_role("tab", name="📈 Live").click()
+    page.get_by_role("tab", name="Live").click()
     page.get_by_text("Change a setting, then Resume or Step").first.wait_for()  # mid-run change
     button(page, "Resume").click()
     page.get_by_text("Verification of people never seen in training").wait_for(timeout=180_000)

@@ -41,8 +41,10 @@ def runner_banner() -> None:
     banner = runner().banner()
     if banner is not None:
         level, text = banner
-        (st.warning if level == "warning" else st.caption)(("⚠️ " if level == "warning"
-                                                             else "🛰️ ") + text)
+        if level == "warning":
+            st.warning(text, icon=icons.WARNING)
+        else:
+            st.caption(f"{icons.CLUSTER} {text}")
 
 
 def presenter() -> bool:

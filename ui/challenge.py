@@ -10,6 +10,7 @@ import streamlit as st
 
 import ui
 from lab import challenge as ch
+from ui import icons
 
 JOINED_KEY = "challenge_joined"
 TEACHER_STATE = "challenge_teacher_key"
@@ -105,11 +106,12 @@ def train_banner() -> None:
     if challenge is None:
         return
     state = " (closed)" if challenge.closed else ""
-    st.info(f"🏆 **Challenge: {plain_md(challenge.title)}**{state}. "
+    st.info(f"{icons.CHALLENGE} **Challenge: {plain_md(challenge.title)}**{state}. "
             + " ".join(challenge.limits_text())
             + " What this page shows is measured on the challenge's validation people; the "
             "leaderboard scores your run on hidden people nobody sees.")
-    st.page_link("app_pages/challenge.py", label="Submit a run to the challenge", icon="🏆")
+    st.page_link("app_pages/challenge.py", label="Submit a run to the challenge",
+                 icon=icons.CHALLENGE)
 
 
 def plain_md(text: str) -> str:

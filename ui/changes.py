@@ -6,6 +6,7 @@ import streamlit as st
 
 from lab import fields
 from lab.losses import LOSSES
+from ui import icons
 
 
 def change_settings(job) -> None:
@@ -13,7 +14,7 @@ def change_settings(job) -> None:
     ranges are the Train controls' (lab.fields)."""
     config = job.config
     spec = LOSSES[config.loss]
-    with st.expander("✏️ Change a setting, then Resume or Step"), \
+    with st.expander(f"{icons.EDIT} Change a setting, then Resume or Step"), \
             st.form("change-settings", border=False):
         lr = st.select_slider("Learning rate from the next epoch",
                               options=fields.FIELDS["lr"].options_for(config.lr),

@@ -5,9 +5,11 @@ from __future__ import annotations
 import streamlit as st
 
 from lab.health import diagnose
+from ui import icons
 
-ICONS = {"diverged": "💥", "collapse": "🕳️", "stuck": "🧱", "no_active": "💤",
-         "exploding": "📈", "overfitting": "🎯"}
+ICONS = {"diverged": ":material/error:", "collapse": ":material/compress:",
+         "stuck": ":material/block:", "no_active": ":material/bedtime:",
+         "exploding": ":material/trending_up:", "overfitting": ":material/target:"}
 
 
 def health_banner(reports, config) -> list:
@@ -19,5 +21,5 @@ def health_banner(reports, config) -> list:
         if finding.kind == "diverged":
             continue
         st.warning(f"**{finding.message}** Likely fix: {finding.fix}.",
-                   icon=ICONS.get(finding.kind, "⚠️"))
+                   icon=ICONS.get(finding.kind, icons.WARNING))
     return findings

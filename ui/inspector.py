@@ -94,7 +94,7 @@ def _thumbnails(inspection: Inspection, presenter: bool, key: str) -> None:
 def inspector_for_job(job, store, dataset_for, presenter: bool = False) -> None:
     """The Train page's tab: the live trainer when paused, the saved run once finished."""
     if job is None:
-        st.info("Press **⏭ Step** (or Run, then Pause): the inspector shows the next batch, "
+        st.info("Press **Step** (or Run, then Pause): the inspector shows the next batch, "
                 "what the miner picks from it, and where one Step moves it.")
         return
     trainer = job.paused_trainer
@@ -114,7 +114,7 @@ def inspector_for_job(job, store, dataset_for, presenter: bool = False) -> None:
             st.caption(f"The inspector cannot open this run: {error}")
             return
     else:
-        st.info("⏸ Pause (or let the run finish) to inspect a batch: while it trains the "
+        st.info("Pause (or let the run finish) to inspect a batch: while it trains the "
                 "network changes under the inspector's feet.")
         return
     show_inspection(inspection, presenter, key="train-inspector")
