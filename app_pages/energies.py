@@ -64,9 +64,13 @@ fig = plots.energy_histogram(genuine, impostor, margin=margin, threshold=thresho
                              title=f"Unseen identities after epoch {epochs[round_index]}",
                              energy_label=f"energy E ({run.config.energy})", presenter=presenter)
 ui.show_figure(fig, f"{run.id}-energies-epoch{epochs[round_index]}", key="energies")
-if margin is not None:
+if margin is not None and margin <= high:
     st.caption(f"The green line is the margin m = {margin:g} of the {run.config.loss} loss: "
                "impostors beyond it no longer contribute to the loss.")
+elif margin is not None:
+    st.caption(f"The margin m = {margin:g} of the {run.config.loss} loss lies right of every "
+               f"energy drawn here (E ≤ {high:.3g}), so no green line: every impostor pair is "
+               "still inside it and still pushed apart by the loss.")
 if run.config.loss == "triplet":
     st.caption(f"No margin line on the energy axis: the triplet margin α = "
                f"{run.config.margin:g} is relative. A triplet stops contributing when "
