@@ -167,7 +167,7 @@ with compare_tab:
         if differences:
             st.caption("These runs differ in: " + ", ".join(differences))
         run_report_button(store, [i.id for i in chosen], key="report-compare",
-                          label="⬇ Report of these runs (HTML)")
+                          label="Report of these runs (HTML)")
         if chosen:
             cross_dataset_section(store, chosen, curves, log_far)
 

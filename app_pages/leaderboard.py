@@ -99,10 +99,10 @@ if key is not None and not presenter:
             st.rerun()
     with right:
         rows = ch.leaderboard(current, include_hidden=True)
-        st.download_button("⬇ CSV", ch.to_csv(rows), f"leaderboard-{current.id}.csv",
-                           "text/csv")
+        st.download_button("CSV", ch.to_csv(rows), f"leaderboard-{current.id}.csv",
+                           "text/csv", icon=icons.DOWNLOAD)
         shown = [r for r in rows if not r["hidden"]]
-        report_button("⬇ Report (HTML)", lambda: leaderboard_report(
+        report_button("Report (HTML)", lambda: leaderboard_report(
             current.title, shown, ch.COLUMNS,
             [("dataset", current.base.dataset), ("hidden people", current.hidden_count),
              ("time budget (s)", current.time_budget),

@@ -298,7 +298,7 @@ if result is None and not running:
 if result is not None:
     st.subheader("What the app measured")
     show_result(result)
-    report_button("⬇ Report of this lesson (HTML)", lambda: lesson_report(
+    report_button("Report of this lesson (HTML)", lambda: lesson_report(
         lesson, result, [ui.run_store().load(v.run_id) for v in result.variants if v.run_id]),
         f"lesson-{lesson.key}.html", key=f"report-lesson-{lesson.key}")
 elif not running:

@@ -60,8 +60,9 @@ PLOT_MS = 180_000  # plotly draws a figure in 40-60 s on the shared 2-core VM un
 
 
 def plot(page, key: str):
-    """The drawn plotly figure of the element with this key."""
-    locator = page.locator(f".st-key-{key} .js-plotly-plot")
+    """The drawn plotly figure of the element with this key (the first: while a rerun replaces
+    an element, Streamlit keeps the stale copy beside the new one for a moment)."""
+    locator = page.locator(f".st-key-{key} .js-plotly-plot").first
     locator.wait_for(timeout=PLOT_MS)
     return locator
 
@@ -186,12 +187,14 @@ def test_two_runs_with_one_name_both_stay_on_compare(app_server, page, tmp_path,
 
     assert set(twin_runs) <= curves()
     # Remove the first tag: the other run of the same name stays, on the curve and the table.
-    tags = page.locator('.st-key-compare_runs [data-baseweb="tag"]')
+    # Streamlit 1.67's multiselect: each tag is [data-tag] with a "Remove <label>" button.
+    tags = page.locator('.st-key-compare_runs [data-tag]')
     before = tags.count()
-    tags.first.locator('[role="presentation"]').click()
+    assert before >= 2, before
+    tags.first.locator('[aria-label^="Remove "]').click()
     wait_for_app(page)
     page.wait_for_function(
-        "() => document.querySelectorAll('.st-key-compare_runs [data-baseweb=\"tag\"]')"
+        "() => document.querySelectorAll('.st-key-compare_runs [data-tag]')"
         f".length === {before - 1}")
     wait_for_app(page)
     assert len(curves()) == before - 1

@@ -134,7 +134,7 @@ def test_train_and_compare_pages_offer_the_report(run_root):
     store = RunStore(run_root)
     train_run(SMALL.replace(epochs=1), store, name="one")
     root = Path(__file__).resolve().parents[1]
-    for page, label in (("train", "⬇ Report (HTML)"), ("compare", "⬇ Report of these runs")):
+    for page, label in (("train", "Report (HTML)"), ("compare", "Report of these runs")):
         at = AppTest.from_file(str(root / "app.py"), default_timeout=90)
         at.run()
         at.switch_page(f"app_pages/{page}.py")

@@ -6,6 +6,8 @@ from collections.abc import Callable
 
 import streamlit as st
 
+from ui import icons
+
 
 def report_button(label: str, make: Callable[[], object], file_name: str, key: str,
                   help: str | None = None) -> None:
@@ -16,12 +18,13 @@ def report_button(label: str, make: Callable[[], object], file_name: str, key: s
         return make().html().encode("utf-8")
 
     st.download_button(label, build, file_name, "text/html", key=key, on_click="ignore",
+                       icon=icons.DOWNLOAD,
                        help=help or "One HTML file with the configuration, the loss, the "
                        "figures of merit, the command that reproduces it and interactive "
                        "figures; it opens offline in any recent browser.")
 
 
-def run_report_button(store, run_ids: list[str], key: str, label: str = "⬇ Report (HTML)"
+def run_report_button(store, run_ids: list[str], key: str, label: str = "Report (HTML)"
                       ) -> None:
     from lab.report import run_report
 
