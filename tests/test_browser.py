@@ -108,8 +108,8 @@ def test_train_live_then_every_page(app_server, page, tmp_path):
     # The page polls once a second, so it may skip an epoch: wait for any epoch's progress.
     page.get_by_text(re.compile(r"Epoch \d+/40")).first.wait_for(timeout=120_000)
     # The cards say whose numbers they are: training batches, or people never seen.
-    page.get_by_text("Loss (training batches)").first.wait_for()
-    page.get_by_text("Genuine E, unseen people").first.wait_for()
+    page.get_by_text("Training loss").first.wait_for()
+    page.get_by_text("Unseen genuine E").first.wait_for()
     button(page, "Pause").click()
     page.get_by_text("Paused").first.wait_for(timeout=60_000)
     shoot(page, tmp_path, "train-paused")

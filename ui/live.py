@@ -47,22 +47,25 @@ def _training_warm_up_thread():
 
 
 def _cards(latest, unseen) -> None:
-    """Four numbers, each saying whose it is: the loss and the share of active pairs are of
-    the training batches; the mean energies are of the unseen people the histogram beside them
-    draws (the training batches' means read 1.27 while those people sat at 0.1-0.6)."""
+    """Four numbers, each saying whose it is (short labels: a longer one is cut with an ellipsis
+    in the half-width live view; the help says the rest): the loss and the share of active pairs
+    are of the training batches; the mean energies are of the unseen people the histogram beside
+    them draws (the training batches' means read 1.27 while those people sat at 0.1-0.6)."""
     cards = st.columns(4)
-    cards[0].metric("Loss (training batches)", short_number(latest.loss))
-    cards[1].metric("Active pairs (training batches)", f"{100 * latest.active_fraction:.0f}%",
-                    help="Share of the batches' pairs or triplets that still add to the loss.")
+    cards[0].metric("Training loss", short_number(latest.loss),
+                    help="Mean loss over this epoch's training batches.")
+    cards[1].metric("Active in training", f"{100 * latest.active_fraction:.0f}%",
+                    help="Share of the training batches' pairs or triplets that still add to "
+                         "the loss.")
     if unseen is None:
-        cards[2].metric("Genuine E (training batches)", short_number(latest.mean_genuine))
-        cards[3].metric("Impostor E (training batches)", short_number(latest.mean_impostor))
+        cards[2].metric("Training genuine E", short_number(latest.mean_genuine))
+        cards[3].metric("Training impostor E", short_number(latest.mean_impostor))
         return
     genuine, impostor = unseen
-    cards[2].metric("Genuine E, unseen people", short_number(np.mean(genuine)),
+    cards[2].metric("Unseen genuine E", short_number(np.mean(genuine)),
                     help=f"Mean energy of {len(genuine)} pairs of the same person, among people "
                          "never seen in training (the histogram's blue bars).")
-    cards[3].metric("Impostor E, unseen people", short_number(np.mean(impostor)),
+    cards[3].metric("Unseen impostor E", short_number(np.mean(impostor)),
                     help=f"Mean energy of {len(impostor)} pairs of two different people never "
                          "seen in training (the histogram's vermillion bars).")
 
