@@ -199,7 +199,10 @@ def test_losing_the_head_interrupts_runs_and_sends_new_ones_local(cluster, runne
     _wait_for(lambda: job.status == "running" and len(job.snapshot()) >= 1)
     _shut_down(cluster)
     assert job.wait(120)
-    assert job.status == "interrupted" and "stopped answering" in job.message
+    # Which goes first is a race: the head's loss, or the worker's death that it causes; both
+    # interrupt the run with a plain message (seen in a clean-clone CI run: the worker's).
+    assert job.status == "interrupted", job.message
+    assert "stopped answering" in job.message or "worker training this run stopped" in job.message
     assert store.load(job.run_id).status == "interrupted"
     assert runner.lost and runner.banner()[0] == "warning"
     after = runner.training_job(TINY, store=store)
