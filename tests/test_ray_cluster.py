@@ -193,8 +193,8 @@ def test_killing_the_node_of_a_running_training_leaves_an_interrupted_resumable_
     assert [r["epoch"] for r in run.history] == list(range(1, config.epochs + 1))
 
 
-@pytest.mark.skip(reason="flaky after the module's earlier cluster tests (failed in a clean-clone CI "
-                  "run and in a module run, passed alone): to be fixed, see the closing note")
+@pytest.mark.skip(reason="flaky after the module's earlier cluster tests (failed in a "
+                  "clean-clone CI run and a module run, passed alone): see the closing note")
 def test_losing_the_head_interrupts_runs_and_sends_new_ones_local(cluster, runner, run_root):
     store = RunStore(run_root)
     job = runner.training_job(TINY.replace(epochs=400, steps_per_epoch=20), store=store).start()
