@@ -26,6 +26,8 @@ process-CPU seconds, the load average before and after, and the machine and libr
   (lab.project.benchmark).
 - ``sweep``: K margins trained one after another vs together (lab.batched).
 - ``verify``: lab.verify's end-to-end verification bench.
+- ``inside``: what the health monitor adds to each epoch, one miner inspection with its figures,
+  the reference model's seconds per photo (lab.bench_inspect).
 - ``memory``: peak RSS (VmHWM) of a streamlit app process with 1 and with 10 runs, its pages opened
   by chromium.
 
@@ -897,4 +899,4 @@ def _runner(bench: Bench):
     return run
 
 
-from lab import bench_gpu, bench_train  # noqa: E402,F401  (register "gpu" and "train")
+from lab import bench_gpu, bench_inspect, bench_train  # noqa: E402,F401  (register "gpu", "inside", "train")

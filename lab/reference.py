@@ -121,3 +121,23 @@ def shared_reference() -> ReferenceModel | None:
     """One loaded reference model per process (loading the 22 MB ResNet takes ~0.3 s)."""
     ok, _ = ReferenceModel.available()
     return ReferenceModel() if ok else None
+
+
+# The datasets of photographed faces, where a face model's answer means something (digits,
+# MNIST and the synthetic faces are not faces to a model trained on photos).
+FACE_DATASETS = ("att", "olivetti", "lfw", "folder")
+# The reference sees a run's images at this side (the largest a dataset loads; dlib aligns each
+# to its 150x150 chip), the same centre crop as the student's, not the student's few pixels.
+REFERENCE_IMAGE_SIZE = 128
+
+
+def describe_images(model: ReferenceModel, images: np.ndarray) -> np.ndarray:
+    """[N, 128] descriptors of [N, C, H, W] images in [0, 1], each whole image taken as the face
+    (the face sets are face crops already, and the student saw the same whole image)."""
+    out = np.zeros((len(images), DESCRIPTOR_DIM), dtype=np.float32)
+    for k, pixels in enumerate(np.asarray(images, dtype=np.float32)):
+        grey = pixels.shape[0] == 1
+        array = np.clip(np.moveaxis(pixels, 0, -1) * 255 + 0.5, 0, 255).astype(np.uint8)
+        image = Image.fromarray(array[..., 0] if grey else array)
+        out[k] = model.embed(image, None)
+    return out

@@ -27,7 +27,7 @@ def run_bench(tmp_path, *args) -> dict:
 
 def test_registry_has_every_bench():
     assert {"accuracy", "dashboard", "train", "train-grid", "umap", "sweep", "verify",
-            "memory"} <= set(bench.BENCHES)
+            "memory", "inside"} <= set(bench.BENCHES)
 
 
 def test_timing_helpers():
@@ -54,6 +54,16 @@ def test_train_grid_quick(tmp_path):
     assert [(r["network"], r["loss"], r["miner"]) for r in rows] == [
         ("linear", "contrastive", "all"), ("linear", "arcface", None)]
     assert all(r["images_per_s"] > 0 and r["s_per_epoch"] > 0 for r in rows)
+
+
+def test_inside_quick(tmp_path):
+    result = run_bench(tmp_path, "inside", "--quick")
+    assert result["epochs"] == 2 and result["epoch_wall_s"] > 0
+    assert result["health_per_epoch"]["wall_s"] > 0
+    assert result["inspection"]["wall_s"] > 0 and result["inspection"]["mined_items"] > 0
+    assert result["inspection"]["per_epoch_s"] == 0.0  # on demand, never in the loop
+    reference = result["reference"]
+    assert reference["available"] is False or reference["per_photo_s"] > 0
 
 
 def test_sweep_quick(tmp_path):
