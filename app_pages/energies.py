@@ -11,7 +11,7 @@ from lab.energy import energy_matrix_np
 from lab.margin_view import energy_margin, gap_histogram, triplet_gaps
 from lab.views import verification_of
 from ui import icons
-from ui.errors import error_gallery
+from ui.errors import error_gallery, reference_disagreements
 from ui.inspector import inspector_for_run
 
 st.title(f"{icons.ENERGIES} Energies")
@@ -91,7 +91,9 @@ st.subheader(f"{icons.ERRORS} Error gallery")
 st.caption("At this threshold, the worst mistakes among the test people (never trained on): "
            "both photos, their energy, and each photo's nearest neighbours (blue border: same "
            "person; vermillion: someone else). Move the threshold to see others.")
-error_gallery(run, history, round_index, threshold, ui.probe_images(run, history), presenter)
+probe_images = ui.probe_images(run, history)
+error_gallery(run, history, round_index, threshold, probe_images, presenter)
+reference_disagreements(run, history, round_index, threshold, probe_images, presenter)
 
 st.divider()
 st.subheader(f"{icons.INSPECT} Miner inspector")
