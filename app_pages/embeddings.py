@@ -83,7 +83,9 @@ with tab_slider:
                             width="stretch", key="neighbours")
             st.caption("Blue border: same identity (genuine); vermillion: another identity.")
     else:
-        st.caption("Click a point to see its image and its nearest neighbours.")
+        st.caption("Click a point to see its image and its nearest neighbours (hovering "
+                   "cannot show it: Streamlit's plotly chart tells the server of clicks and "
+                   "selections, never of hovers; the Images toggle draws every face at once).")
 with tab_play:
     fig = plots.embedding_animation(frames, history.labels, seen, epochs, presenter=presenter)
     ui.show_figure(fig, f"{run.id}-embedding-animation", key="animation")
