@@ -75,10 +75,16 @@ class Inspection:
         """Indices of the items that changed region with the Step."""
         return np.flatnonzero(self.regions("before") != self.regions("after"))
 
-    def hardest(self, count: int = 4) -> np.ndarray:
-        """The items deepest on the wrong side of the margin line, before the Step."""
+    def hardest(self, count: int = 4, one_per_anchor: bool = False) -> np.ndarray:
+        """The items deepest on the wrong side of the margin line, before the Step.
+        ``one_per_anchor``: the deepest item of each anchor image only (the thumbnails; one
+        hard anchor otherwise fills every row with itself and its one positive)."""
         depth = self.before[:, 1] - self.boundary(self.before[:, 0])
-        return np.argsort(depth, kind="stable")[:count]
+        order = np.argsort(depth, kind="stable")
+        if not one_per_anchor:
+            return order[:count]
+        _, first = np.unique(self.items[order, 0], return_index=True)
+        return order[np.sort(first)][:count]
 
 
 def regions_of(x: np.ndarray, y: np.ndarray, boundary: Callable[[np.ndarray], np.ndarray]

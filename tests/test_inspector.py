@@ -16,7 +16,7 @@ import torch
 from lab import plots
 from lab.config import MINERS, RunConfig
 from lab.energy import pairwise_energy
-from lab.inspector import boundary_for, inspect_trainer, regions_of
+from lab.inspector import Inspection, boundary_for, inspect_trainer, regions_of
 from lab.jobs import TrainingJob, TrainingLimiter
 from lab.mining import mine
 from lab.runs import RunStore
@@ -42,6 +42,20 @@ def test_regions_follow_the_diagonal_and_the_margin_line():
     assert boundary_for(RunConfig(loss="cosface", margin=0.5))(np.pi / 3) == \
         pytest.approx(np.pi / 2)
     assert boundary_for(RunConfig(loss="arcface", margin=0.5))(1.0) == pytest.approx(1.5)
+
+
+def test_the_thumbnails_take_the_hardest_item_of_each_anchor():
+    # items (anchor, positive, negative); depth below the line y = x + 0.2: item 1 deepest
+    before = np.array([[0.5, 0.3], [0.5, 0.1], [0.5, 0.2], [0.5, 0.6], [0.5, 0.65]])
+    inspection = Inspection(
+        loss="triplet", kind="triplet", miner="all", margin=0.2, x_label="", y_label="",
+        before=before, after=before, items=np.array([[7, 1, 2], [7, 1, 3], [4, 5, 6],
+                                                     [7, 1, 6], [9, 8, 2]]),
+        images=np.zeros((10, 1, 2, 2)), labels=np.zeros(10, int), loss_before=0.0,
+        loss_after=0.0, mined=5, candidates=5, boundary=boundary_for(
+            RunConfig(loss="triplet", margin=0.2)))
+    assert list(inspection.hardest(3)) == [1, 2, 0]  # anchor 7 twice
+    assert list(inspection.hardest(3, one_per_anchor=True)) == [1, 2, 4]
 
 
 def test_triplet_coordinates_are_the_energies_and_the_run_is_untouched(digits):

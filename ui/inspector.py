@@ -63,7 +63,8 @@ def show_inspection(inspection: Inspection, presenter: bool = False, key: str = 
 
 
 def _thumbnails(inspection: Inspection, presenter: bool, key: str) -> None:
-    hardest = inspection.hardest(4 if inspection.kind != "classifier" else 8)
+    hardest = inspection.hardest(4 if inspection.kind != "classifier" else 8,
+                                 one_per_anchor=True)
     if len(hardest) == 0:
         return
     images, captions, colours = [], [], []
@@ -84,7 +85,8 @@ def _thumbnails(inspection: Inspection, presenter: bool, key: str) -> None:
             captions += [f"anchor (id {inspection.labels[a]})", f"positive E = {x:.3f}",
                          f"negative E = {y:.3f}"]
             colours += [None, plots.COLORS["genuine"], plots.COLORS["impostor"]]
-        title = "The hardest ones used: anchor, positive, negative (energies before the Step)"
+        title = ("The hardest one of each anchor: anchor, positive, negative (energies "
+                 "before the Step)")
         columns = 3
     st.plotly_chart(plots.image_grid(np.stack(images), captions, columns=columns, title=title,
                                      border_colors=colours, presenter=presenter),
