@@ -7,6 +7,7 @@ import streamlit as st
 
 import ui
 from lab import plots
+from lab.changes import setting_at
 from lab.energy import energy_matrix_np
 from lab.margin_view import energy_margin, gap_histogram, triplet_gaps
 from lab.views import verification_of
@@ -58,7 +59,8 @@ cols[2].metric("EER", f"{100 * result.eer:.1f}%")
 cols[3].metric("d′ (decidability)", f"{result.dprime:.2f}")
 cols[4].metric("pairs", f"{len(genuine)} / {len(impostor)}",
                help="genuine / impostor pairs among the test identities")
-margin = energy_margin(run.config.loss, run.config.margin)
+run_margin = setting_at(run.config, run.history, epochs[round_index], "margin")  # a changed one
+margin = energy_margin(run.config.loss, run_margin)
 fig = plots.energy_histogram(genuine, impostor, margin=margin, threshold=threshold,
                              dprime=result.dprime, eer=result.eer, x_range=(0, high),
                              title=f"Unseen identities after epoch {epochs[round_index]}",
@@ -71,14 +73,17 @@ elif margin is not None:
     st.caption(f"The margin m = {margin:g} of the {run.config.loss} loss lies right of every "
                f"energy drawn here (E ≤ {high:.3g}), so no green line: every impostor pair is "
                "still inside it and still pushed apart by the loss.")
+if abs(run_margin - run.config.margin) > 1e-12:
+    st.caption(f"The margin was changed mid-run: it started at {run.config.margin:g} and was "
+               f"{run_margin:g} in epoch {epochs[round_index]} (the run's history).")
 if run.config.loss == "triplet":
     st.caption(f"No margin line on the energy axis: the triplet margin α = "
-               f"{run.config.margin:g} is relative. A triplet stops contributing when "
+               f"{run_margin:g} is relative. A triplet stops contributing when "
                "d(a,n) − d(a,p) ≥ α, whatever its energies: it is drawn on the gap below.")
     test = history.is_test & ~history.is_seen if history.is_seen is not None else history.is_test
     matrix = energy_matrix_np(history.at(round_index)[test], run.config.energy)
     gaps = triplet_gaps(matrix, history.labels[test], seed=run.config.data_seed)
-    ui.show_figure(gap_histogram(gaps, run.config.margin, presenter=presenter,
+    ui.show_figure(gap_histogram(gaps, run_margin, presenter=presenter,
                                  title=f"Triplets of unseen identities after epoch "
                                        f"{epochs[round_index]}: d(a,n) − d(a,p) vs α"),
                    f"{run.id}-gaps-epoch{epochs[round_index]}", key="energies-gaps")

@@ -79,3 +79,14 @@ def markers(history: Sequence[dict]) -> list[tuple[float, str]]:
                           if k != "epoch")
         out.append((entry["epoch"] - 1, label))
     return out
+
+
+def setting_at(config, history: Sequence[dict], epoch: float, name: str) -> float:
+    """The value of ``name`` ("lr" or "margin") that trained ``epoch``: the config's, unless a
+    change recorded at or before that epoch replaced it (the figures of a changed run draw the
+    margin it had then, not the one it started with)."""
+    value = float(getattr(config, name))
+    for entry in recorded(history):
+        if entry["epoch"] <= epoch and name in entry:
+            value = float(entry[name])
+    return value

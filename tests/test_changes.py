@@ -48,6 +48,17 @@ def wait_paused(job, timeout=120):
 
 
 @pytest.mark.slow
+def test_the_setting_at_an_epoch_is_the_last_change_before_it():
+    config = RunConfig(margin=1.0, lr=1e-3)
+    history = [{"epoch": 1}, {"epoch": 2}, {"epoch": 3, "changes": {"margin": 1.5}},
+               {"epoch": 4}, {"epoch": 5, "changes": {"margin": 0.5, "lr": 1e-4}}]
+    assert [changes.setting_at(config, history, e, "margin") for e in (1, 2, 3, 4, 5, 9)] == \
+        [1.0, 1.0, 1.5, 1.5, 0.5, 0.5]
+    assert changes.setting_at(config, history, 4, "lr") == 1e-3
+    assert changes.setting_at(config, history, 5, "lr") == 1e-4
+    assert changes.setting_at(config, [], 5, "margin") == 1.0
+
+
 def test_a_change_while_paused_is_recorded_and_replays_exactly(run_root):
     store = RunStore(run_root)
     job = TrainingJob(DIGITS, store=store, limiter=TrainingLimiter(1), start_paused=True).start()
@@ -91,3 +102,20 @@ def test_the_train_page_changes_the_learning_rate_of_a_paused_run(run_root):
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert RunStore(run_root).load(job.run_id).history[1]["changes"] == {"lr": 0.01}
+
+
+@pytest.mark.slow
+def test_energies_draws_the_margin_a_changed_run_had_at_that_epoch(run_root):
+    from streamlit.testing.v1 import AppTest
+
+    st.cache_data.clear()
+    config = DIGITS.replace(extra={"changes": [{"epoch": 2, "margin": 0.5}]})
+    run, _ = train_run(config, store=RunStore(run_root))
+    assert [r["changes"] for r in run.history][1] == {"margin": 0.5}
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.switch_page("app_pages/energies.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    captions = [c.value for c in at.caption]
+    assert any("margin m = 0.5 of the contrastive loss" in c for c in captions), captions
+    assert any("started at 1 and was 0.5 in epoch 3" in c for c in captions), captions

@@ -7,7 +7,7 @@ import streamlit as st
 
 import ui
 from lab import plots
-from lab.changes import markers
+from lab.changes import markers, setting_at
 from lab.energy import energy_bound, energy_matrix_np
 from lab.margin_view import energy_margin, gap_histogram, triplet_gaps
 from lab.views import (
@@ -154,7 +154,10 @@ def live_view(job, config, presenter: bool = False) -> None:
                 st.plotly_chart(fig, width="stretch", key="live-map")
             genuine, impostor = unseen
             bound = energy_bound(config.energy, emb.shape[1]) if config.normalize else None
-            margin = energy_margin(config.loss, config.margin)  # α is not an energy: gaps
+            # α is not an energy (triplet: gaps); a margin changed mid-run is the one drawn
+            records = [r.record() for r in reports]
+            now = setting_at(config, records, latest.epoch, "margin")
+            margin = energy_margin(config.loss, now)
             with right:
                 fig = plots.energy_histogram(genuine, impostor, margin=margin,
                                              x_range=(0, bound) if bound else None,
@@ -164,7 +167,7 @@ def live_view(job, config, presenter: bool = False) -> None:
                 if config.loss == "triplet":
                     gaps = triplet_gaps(energy_matrix_np(emb, config.energy), labels,
                                         max_points=3000, seed=config.data_seed)
-                    st.plotly_chart(gap_histogram(gaps, config.margin, presenter=presenter,
+                    st.plotly_chart(gap_histogram(gaps, now, presenter=presenter,
                                                   title="Triplet gaps d(a,n) − d(a,p) vs α",
                                                   height=300),
                                     width="stretch", key="live-gaps")
