@@ -100,13 +100,13 @@ def test_home_page_renders(app_server, page, tmp_path):
 
 
 def test_train_live_then_every_page(app_server, page, tmp_path):
-    page.goto(f"{app_server.url}/train?epochs=40")  # long enough to pause it midway
+    page.goto(f"{app_server.url}/train?epochs=20")  # long enough to pause it midway
     wait_for_app(page)
     button(page, "Run").click()
     progress = page.locator('[data-testid="stProgress"]').first
     progress.wait_for(timeout=120_000)
     # The page polls once a second, so it may skip an epoch: wait for any epoch's progress.
-    page.get_by_text(re.compile(r"Epoch \d+/40")).first.wait_for(timeout=120_000)
+    page.get_by_text(re.compile(r"Epoch \d+/20")).first.wait_for(timeout=120_000)
     # The cards say whose numbers they are: training batches, or people never seen.
     page.get_by_text("Training loss").first.wait_for()
     page.get_by_text("Unseen genuine E").first.wait_for()
@@ -119,12 +119,24 @@ def test_train_live_then_every_page(app_server, page, tmp_path):
     page.get_by_text("one Step of the optimiser").first.wait_for()
     shoot(page, tmp_path, "train-inspector")
     page.get_by_role("tab", name="Live").click()
-    page.get_by_text("Change a setting, then Resume or Step").first.wait_for()  # mid-run change
+    # mid-run change: one step up the margin, applied when the run goes on
+    page.get_by_text("Change a setting, then Resume or Step").first.click()
+    margin = page.get_by_role("slider", name="Margin from the next epoch")
+    margin.focus()
+    margin.press("ArrowRight")
+    button(page, "Apply when the run goes on").click()
+    page.get_by_text(re.compile(r"From the next epoch: margin = ")).first.wait_for()
+    shoot(page, tmp_path, "train-change")
     button(page, "Resume").click()
-    page.get_by_text("Verification of people never seen in training").wait_for(timeout=180_000)
+    page.get_by_text("Verification of people never seen in training").wait_for(timeout=300_000)
     assert page.locator(EXCEPTION).count() == 0
     for chart in ("live-loss", "live-map", "live-hist"):
         plot(page, chart)
+    # the change is marked on the loss curve
+    labels = page.evaluate("""() => [...document.querySelectorAll(
+        '.st-key-live-loss .js-plotly-plot')].flatMap(el =>
+        (el._fullLayout.annotations || []).map(a => a.text))""")
+    assert any(text.startswith("margin → ") for text in labels), labels
     shoot(page, tmp_path, "train")
     for name in PAGES:
         page.goto(f"{app_server.url}/{name}")
