@@ -239,12 +239,16 @@ def inspect_trainer(trainer, epoch: int, batch: int = 0) -> Inspection:
 
 def inspect_saved_run(run, faceset, epoch: int | None = None, batch: int = 0) -> Inspection:
     """The same for a saved run: its final weights, a fresh optimiser (none is saved)."""
+    from lab.changes import CHANGEABLE, setting_at
     from lab.train import Trainer
 
-    trainer = Trainer(run.config, faceset, probes=False, evaluate=False)
+    # the settings of its last epoch: a margin or learning rate changed mid-run is the one used
+    config = run.config.replace(**{name: setting_at(run.config, run.history, len(run.history),
+                                                    name) for name in CHANGEABLE})
+    trainer = Trainer(config, faceset, probes=False, evaluate=False)
     trainer.model.load_state_dict(run.load_model(trainer.device).state_dict())
-    note = ("the saved weights; a fresh optimiser takes the Step (the run's optimiser state "
-            "is not saved)")
+    note = ("the saved weights; a fresh optimiser takes the Step, since the run's optimiser "
+            "state is not saved")
     if trainer.criterion.weight is not None:
         # The classifier head is not saved with a run: each identity's centre is estimated as
         # the mean direction of its training images' embeddings (where ArcFace's rows settle).
@@ -259,5 +263,5 @@ def inspect_saved_run(run, faceset, epoch: int | None = None, batch: int = 0) ->
         note += "; identity centres estimated as the mean direction of each person's embeddings"
     epoch = len(run.history) + 1 if epoch is None else epoch
     images, labels = trainer_batch(trainer, epoch, batch)
-    return inspect_batch(trainer.model, trainer.criterion, None, run.config, images, labels,
-                         seed=run.config.seed * 1000 + epoch, note=note)
+    return inspect_batch(trainer.model, trainer.criterion, None, config, images, labels,
+                         seed=config.seed * 1000 + epoch, note=note)

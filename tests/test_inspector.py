@@ -183,3 +183,12 @@ def test_embeddings_page_draws_faces_on_the_map(store):
 
     points = len(probe_history(store.load(store.list()[0].id)).labels)
     assert map_images() == min(points, 400) > 0  # every point's face, up to the page's cap
+
+
+def test_a_saved_run_is_inspected_with_the_margin_of_its_last_epoch(store, digits):
+    from lab.inspector import inspect_saved_run
+
+    config = DIGITS.replace(epochs=2, extra={"changes": [{"epoch": 2, "margin": 0.5}]})
+    run, _ = train_run(config, store=store, faceset=digits)
+    inspection = inspect_saved_run(store.load(run.id), digits)
+    assert inspection.margin == pytest.approx(0.5) and run.config.margin == 1.0
