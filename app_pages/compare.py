@@ -160,7 +160,7 @@ with compare_tab:
             ui.show_figure(plots.roc_curves(curves, log_far=log_far, presenter=presenter),
                            "roc-compare", key="roc")
         if table:
-            st.dataframe(table, hide_index=True, width="stretch", column_order=(
+            ui.table(table, hide_index=True, width="stretch", column_order=(
                 "name", "loss", "margin", "energy", "EER %", "AUC", "TAR@1e-1 %", "TAR@1e-2 %",
                 "TAR@1e-3 %", "rank-1 %", "train s", "epochs"))
         differences = config_differences([i.config for i in chosen])

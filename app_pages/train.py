@@ -271,9 +271,9 @@ if show_controls:
         st.caption("No saved runs yet: each training is saved here as it goes.")
     else:
         rows = runs_table(infos)
-        st.dataframe(rows, hide_index=True, width="stretch",
-                     column_order=("name", "status", "dataset", "loss", "margin", "energy",
-                                   "epochs", "EER %", "AUC", "rank-1 %", "train s", "message"))
+        ui.table(rows, hide_index=True, width="stretch",
+                 column_order=("name", "status", "dataset", "loss", "margin", "energy",
+                               "epochs", "EER %", "AUC", "rank-1 %", "train s", "message"))
         names = {i.id: f"{i.name} ({i.id})" for i in infos}
         chosen_id = st.selectbox("Run", list(names), format_func=lambda v: names.get(v, v),
                                  key="table_run")

@@ -125,3 +125,18 @@ def test_presenter_mode_switches_off_with_one_click(store):
     at.toggle(key="presenter_mode").set_value(False).run()
     assert "presenter" not in at.query_params
     assert controls_shown()
+
+
+def test_tables_write_a_dash_for_a_missing_figure_and_numbers_as_read():
+    import ui
+
+    rows = [{"name": "a", "EER %": 28.0, "AUC": 0.7934, "TAR@1e-3 %": None, "epochs": 20,
+             "energy scale": 136591.0},
+            {"name": "b", "EER %": None, "AUC": None, "TAR@1e-3 %": None, "epochs": 3,
+             "energy scale": 1.653}]
+    html = ui.styled(rows).to_html()
+    assert "None" not in html and "nan" not in html.lower()
+    assert html.count("–") == 4
+    for shown in (">28<", ">0.7934<", ">20<", ">136,591<", ">1.653<"):
+        assert shown in html, shown
+    assert "28.000000" not in html

@@ -214,3 +214,28 @@ def pick_run_history():
         st.info("This run has no saved epochs yet. Let it train for an epoch, then come back.")
         st.stop()
     return run, history
+
+
+def _cell(value) -> str:
+    """A table figure as people read it: 20 not 20.000000, 136,591 not 136591.000000."""
+    number = float(value)
+    return f"{int(number):,}" if number.is_integer() else f"{number:.6g}"
+
+
+def table(rows: list[dict], **kwargs) -> None:
+    """st.dataframe of ``rows`` with a dash where a figure is missing (a run still training, a
+    TAR the test pairs cannot reach): Streamlit writes the word 'None' in such cells. The
+    numbers stay numbers, so a column still sorts."""
+    st.dataframe(styled(rows), **kwargs)
+
+
+def styled(rows: list[dict]):
+    """The pandas Styler :func:`table` draws."""
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)
+    numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])
+               and not pd.api.types.is_bool_dtype(frame[c])]
+    styler = frame.style.format({c: _cell for c in numeric}, na_rep="–")
+    # columns with no figure at all are objects of None: a dash too
+    return styler.format(na_rep="–", subset=[c for c in frame.columns if c not in numeric])
