@@ -221,6 +221,10 @@ class Trainer:
         images = self.faceset.images.float()
         train_ids = torch.as_tensor(sorted(self.split.train), dtype=torch.long)
         train_mask = torch.isin(labels, train_ids)
+        per_person = (config.extra or {}).get("train_images_per_identity")
+        if per_person:  # fewer images of each TRAINING person; val/test people keep all theirs
+            train_mask = _first_images_of_each(labels, train_mask, int(per_person),
+                                               config.data_seed)
         # Classifier heads need class indices 0..C-1: remap the training identities.
         remap = torch.full((int(labels.max()) + 1,), -1, dtype=torch.long)
         remap[train_ids] = torch.arange(len(train_ids))
@@ -620,6 +624,19 @@ def _add_health(trainer: Trainer, report: EpochReport) -> None:
     if report.metrics is not None:
         report.metrics["health"] = [f.to_dict() for f in
                                     health.diagnose(trainer.health_records, trainer.config)]
+
+
+def _first_images_of_each(labels: torch.Tensor, mask: torch.Tensor, k: int,
+                          seed: int) -> torch.Tensor:
+    """``mask`` keeping only ``k`` images (a seeded draw without replacement) of each masked
+    identity: the few-images lesson trains on 2, 5 or 10 images of the same people and scores
+    every variant on the same unseen people with all their images."""
+    keep = torch.zeros_like(mask)
+    gen = torch.Generator().manual_seed(seed + 7)
+    for identity in torch.unique(labels[mask]).tolist():
+        where = torch.nonzero(mask & (labels == identity)).flatten()
+        keep[where[torch.randperm(len(where), generator=gen)[:k]]] = True
+    return keep
 
 
 def train_run(config: RunConfig, store=None, faceset=None, name: str | None = None,
