@@ -19,6 +19,8 @@ from lab.lessons import (
     geometry_query,
     lesson_configs,
     measure_run,
+    seed_spread,
+    spread_sentence,
 )
 from lab.losses import LOSSES
 from lab.margin_view import energy_margin
@@ -72,6 +74,18 @@ with claim, st.container(border=True):
     if lesson.source:
         st.caption(lesson.source)
 st.markdown(f"**What the app checks:** {lesson.expect}.")
+SPREAD = seed_spread(lesson.key) if lesson.trains else None
+
+
+def seeds_note() -> None:
+    """The spread over seeds the bench measured (lab.bench_lessons), or that none was."""
+    if not lesson.trains:  # derived, not measured: no seed
+        return
+    if SPREAD is None:
+        st.caption("This lesson's spread over seeds has not been measured on this machine "
+                   "(`python -m lab bench lessons`): one live run is all there is.")
+        return
+    st.info(spread_sentence(lesson, SPREAD), icon=icons.SEEDS)
 
 
 def setting_rows() -> list[dict]:
@@ -109,11 +123,22 @@ def figures_table(result: LessonResult) -> list[dict]:
 
 
 def verdict(result: LessonResult) -> None:
+    seed = result.variants[0].config.seed if result.variants else None
+    live = f"Today's run (seed {seed}) measured" if seed is not None else "Today's run measured"
+    if not lesson.trains:
+        live = "Computed (no training, no seed)"
     if result.passed:
-        st.success(f"**The app measured:** {result.sentence}. ✓ As the paper claims.")
+        st.success(f"**{live}:** {result.sentence}. ✓ As the paper claims.")
     else:
-        st.error(f"**✗ This time:** {result.sentence}. The lesson expected {lesson.expect}; "
-                 "small runs are noisy, so look at the figures below before you conclude.")
+        held = (f" Over {SPREAD['runs']} seeds on this machine the claim held on "
+                f"{SPREAD['held']} (below)." if SPREAD else "")
+        st.error(f"**✗ {live} against the claim:** {result.sentence}. The lesson expected "
+                 f"{lesson.expect}.{held} Why a run can go against it: these are small nets "
+                 "trained for seconds on a few people, so who happens to be among the unseen "
+                 "people and the initial weights move the EER by a few points; when the effect "
+                 "is no larger than that noise, one run can land on the wrong side. Compare "
+                 "with the spread over seeds before you conclude.")
+    seeds_note()
 
 
 def show_result(result: LessonResult) -> None:
@@ -303,3 +328,4 @@ if result is not None:
         f"lesson-{lesson.key}.html", key=f"report-lesson-{lesson.key}")
 elif not running:
     st.info("Press **Run this lesson** to train the variants and measure the claim.")
+    seeds_note()

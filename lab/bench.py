@@ -899,4 +899,9 @@ def _runner(bench: Bench):
     return run
 
 
-from lab import bench_gpu, bench_inspect, bench_train  # noqa: E402,F401  (register "gpu", "inside", "train")
+from lab import (  # noqa: E402,F401  (register "gpu", "inside", "lessons", "train")
+    bench_gpu,
+    bench_inspect,
+    bench_lessons,
+    bench_train,
+)

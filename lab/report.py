@@ -398,6 +398,11 @@ def lesson_report(lesson, result, runs: Sequence = ()) -> Report:
     report.heading("What the app measured")
     report.paragraph(("As the paper claims: " if result.passed else "Not this time: ")
                      + result.sentence + ".")
+    from lab.lessons import seed_spread, spread_sentence
+
+    spread = seed_spread(lesson.key) if lesson.trains else None
+    if spread is not None:  # the same figures the Lessons page shows beside the live run
+        report.paragraph(spread_sentence(lesson, spread), "note")
     rows = [{"variant": v.label, "status": v.figures.get("status"),
              "EER %": None if v.figures.get("eer") is None else round(100 * v.figures["eer"], 2),
              "AUC": v.figures.get("auc"), "d′": v.figures.get("dprime"),

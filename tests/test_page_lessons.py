@@ -51,3 +51,36 @@ def test_the_conditions_lesson_shows_its_verdict(run_root):
     at = _app("conditions")
     assert not at.exception
     assert at.success and "As the paper claims" in at.success[0].value
+
+
+def test_a_trained_lesson_shows_its_spread_over_seeds(run_root):
+    from lab.lessons import seed_spread
+
+    at = _app("plateau")
+    assert not at.exception
+    if seed_spread("plateau") is None:
+        pytest.fail("benchmarks/results/lessons-cpu.json has no entry for the plateau lesson")
+    notes = " ".join(i.value for i in at.info)
+    assert "3 seeds" in notes and "±" in notes and "bench lessons" in notes
+
+
+def test_a_live_run_against_the_claim_says_so_and_why(run_root):
+    from lab.lessons import LessonResult, VariantResult
+
+    lesson = LESSONS["plateau"]
+    variants = [VariantResult(label, config, {"status": "done", "eer": eer})
+                for (label, config), eer in zip(lesson.variants, (0.30, 0.20), strict=True)]
+    result = LessonResult("plateau", variants, False, "EER: L1 energy 30.0% ≥ squared L2 "
+                          "energy 20.0%")
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
+    at.query_params["lesson"] = "plateau"
+    at.session_state["lesson_result_plateau"] = result
+    at.switch_page(PAGE)
+    at.run()
+    assert not at.exception
+    (error,) = at.error
+    assert "against the claim" in error.value and "seed 0" in error.value
+    assert "Why a run can go against it" in error.value and "held on 3" in error.value
+    assert not at.success

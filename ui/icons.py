@@ -26,6 +26,7 @@ LEADERBOARD = ":material/leaderboard:"
 LOOK = ":material/visibility:"
 PAPER = ":material/description:"
 INSPECT = ":material/search:"
+SEEDS = ":material/casino:"  # a figure measured over several seeds
 
 RUN = ":material/play_arrow:"
 PAUSE = ":material/pause:"
