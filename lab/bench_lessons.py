@@ -5,9 +5,10 @@ bench trains each lesson (lab.lessons.run_lesson, exactly the page's presets) on
 ``--seeds``, the weights AND the people following the seed (lab.lessons.with_seed), and writes
 per seed every variant's figures and the verdict, then per variant the mean ± standard deviation
 (population, ddof = 0) of the figures the page shows. The Lessons page reads the committed JSON
-(``benchmarks/results/lessons-cpu.json``, :data:`lab.lessons.SPREAD_FILE`) and shows that spread
-beside the live result; the machine and its load average, before and after, are recorded (the
-figures do not depend on the load, the seconds do).
+(``benchmarks/results/lessons-cpu.json``, seeds 0-2, and ``lessons-cpu-seeds3-7.json``, five
+more: :data:`lab.lessons.SPREAD_FILES`) and shows that spread, merged, beside the live
+result; the machine and its load average, before and after, are recorded (the figures do not
+depend on the load, the seconds do).
 """
 
 from __future__ import annotations
@@ -15,13 +16,12 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
-
 from lab.bench import _finish, _start, register
+from lab.lessons import SPREAD_FIGURES as SPREAD
+from lab.lessons import spread
 
 FIGURES = ("eer", "auc", "dprime", "energy_scale", "genuine_energy", "impostor_energy",
            "active_fraction", "final_loss", "steps", "status", "cpu_seconds")
-SPREAD = ("eer", "auc", "energy_scale", "active_fraction")
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,15 +37,6 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="only the conditions lesson and one trained lesson on one seed, "
                              "cut to 1 epoch (checks the bench works; no real figures)")
-
-
-def spread(values: list) -> dict | None:
-    """Mean, standard deviation (ddof 0), min and max of the finite numbers in ``values``."""
-    numbers = [float(v) for v in values if isinstance(v, int | float) and np.isfinite(v)]
-    if not numbers:
-        return None
-    return {"mean": float(np.mean(numbers)), "std": float(np.std(numbers)),
-            "min": min(numbers), "max": max(numbers), "n": len(numbers)}
 
 
 def lesson_on_seeds(lesson, seeds: list[int]) -> dict:
