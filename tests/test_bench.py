@@ -30,21 +30,31 @@ def test_registry_has_every_bench():
             "memory", "inside"} <= set(bench.BENCHES)
 
 
-def test_timing_helpers():
+def test_timing_helpers(monkeypatch):
     assert bench.median([3.0, 1.0, 2.0, None]) == 2.0
     assert bench.median([]) is None
     assert bench.timings([{"a": 1.0, "b": 4.0}, {"a": 3.0}]) == {"a": 2.0, "b": 4.0}
+    # The clock subtracts the start from the end of each counter, wall and CPU apart: fake
+    # counters make the expected differences exact (no real time is asserted).
+    wall, cpu = iter([10.0, 12.5]), iter([3.0, 3.25])
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: next(wall))
+    monkeypatch.setattr(bench.time, "process_time", lambda: next(cpu))
     with bench.Clock() as clock:
-        sum(range(1000))
-    assert clock.wall >= 0 and clock.cpu >= 0
+        pass
+    assert clock.wall == 2.5 and clock.cpu == 0.25
 
 
 def test_dashboard_quick(tmp_path):
     result = run_bench(tmp_path, "dashboard", "--quick")
     assert set(result["wall_s"]) == set(bench.DASHBOARD_PARTS)
-    assert result["total_wall_s"] > 0
-    assert 0.0 <= result["test_eer"] <= 1.0
-    assert result["first_run"]["total_wall_s"] > 0
+    # total = the sum of the parts (one run in --quick: its median is itself)
+    assert result["total_wall_s"] == pytest.approx(sum(result["wall_s"].values()), abs=1e-3)
+    first = result["first_run"]
+    assert first["total_wall_s"] == pytest.approx(sum(first["wall_s"].values()), abs=2e-3)
+    # the quick lesson: 12 - 2 - 4 = 6 training people x 4 images, P x K = 16: one step per
+    # epoch, 2 epochs
+    assert result["steps"] == 2 and result["config"]["epochs"] == 2
+    assert 0.0 < result["test_eer"] < 1.0 and 0.0 < result["test_auc"] <= 1.0
 
 
 def test_train_grid_quick(tmp_path):
@@ -74,6 +84,38 @@ def test_sweep_quick(tmp_path):
     assert result["max_eer_difference"] < 1e-6  # the same training both ways
 
 
+def test_lessons_quick(tmp_path):
+    """The lessons bench on one seed (cut to 1 epoch of 2 steps): the conditions lesson as the
+    derivation gives it, one trained lesson with every variant's figures and its spread."""
+    from lab.lessons import LESSONS
+
+    result = run_bench(tmp_path, "lessons", "--quick", "--seeds", "5,6")
+    assert result["bench"] == "lessons" and result["seeds"] == [5]
+    conditions = result["lessons"]["conditions"]
+    assert conditions["held"] == 1 and not conditions["trains"]
+    trained = [entry for entry in result["lessons"].values() if entry["trains"]]
+    assert len(trained) == 1
+    (entry,) = trained
+    lesson = LESSONS[entry["key"]]
+    (seed,) = entry["per_seed"]
+    assert seed["seed"] == 5 and set(seed["figures"]) == set(lesson.labels)
+    for label, figures in seed["figures"].items():
+        assert figures["steps"] == 2, label  # 1 epoch of 2 steps, every variant alike
+        spread = entry["spread"][label]["eer"]
+        assert spread["n"] == 1 and spread["std"] == 0.0
+        assert spread["mean"] == pytest.approx(figures["eer"])
+    with pytest.raises(SystemExit, match="no such lesson"):
+        cli.main(["bench", "lessons", "--lessons", "nope"])
+
+
+def test_spread_is_mean_and_population_std():
+    from lab.bench_lessons import spread
+
+    assert spread([0.1, 0.3, None, float("nan")]) == pytest.approx(
+        {"mean": 0.2, "std": 0.1, "min": 0.1, "max": 0.3, "n": 2})
+    assert spread([None]) is None
+
+
 @pytest.mark.slow
 def test_umap_quick(tmp_path):
     result = run_bench(tmp_path, "umap", "--quick")
@@ -87,7 +129,11 @@ def test_umap_quick(tmp_path):
 def test_verify_quick(tmp_path, att_dir):
     result = run_bench(tmp_path, "verify", "--quick", "--att-dir", str(att_dir))
     assert result["bench"] == "verify"
-    assert "total" in result["student"]["att_pgm"]
+    timing = result["student"]["att_pgm"]
+    # the stages a verification goes through; the total spans each (laps of one clock, so in
+    # every call total >= each stage, hence also their medians over the repeats)
+    assert {"crop", "embed", "decide", "total"} <= set(timing)
+    assert all(timing["total"] >= v for k, v in timing.items() if k != "total")
 
 
 @pytest.mark.slow

@@ -34,11 +34,22 @@ def digits():
     return load_for_config(DIGITS)
 
 
-def test_pick_device_prefers_what_exists():
+def test_pick_device_prefers_what_exists(monkeypatch):
+    """CUDA when usable, else MPS, else the CPU; a missing explicit choice falls back to the
+    CPU and says so. The devices are faked, so every branch runs on any machine."""
+    from lab import devices
+
+    mps = getattr(torch.backends, "mps", None)
+    monkeypatch.setattr(devices, "_cuda_choice", lambda: None)
+    if mps is not None:
+        monkeypatch.setattr(mps, "is_available", lambda: False)
     assert pick_device("cpu").type == "cpu"
-    assert pick_device("auto").type in ("cuda", "mps", "cpu")
-    if not torch.cuda.is_available():
-        assert pick_device("cuda").type in ("mps", "cpu")
+    assert pick_device("auto").type == "cpu" and pick_device("cuda").type == "cpu"
+    assert "No CUDA device here" in devices.choose_device("cuda").reason
+    card = devices.DeviceChoice(torch.device("cuda", 0), "bfloat16", "a fake card")
+    monkeypatch.setattr(devices, "_cuda_choice", lambda: card)
+    assert devices.choose_device("auto") is card and pick_device("cuda") == torch.device("cuda", 0)
+    assert pick_device("cpu").type == "cpu"  # an explicit CPU wins over a card
 
 
 def test_training_improves_unseen_digits_and_reports(digits):
@@ -119,7 +130,8 @@ def test_classifier_loss_and_baselines(digits):
     assert list(trainer.fit())[-1].status == "done"
     baselines = trainer.baselines(("pixels", "eigenfaces", "fisherfaces"))
     assert set(baselines) == {"pixels", "eigenfaces", "fisherfaces"}
-    assert all(0 <= b["eer"] <= 1 for b in baselines.values())
+    # raw 8x8 digit pixels already tell unseen digits apart far better than chance (EER 0.5)
+    assert all(0 < b["eer"] < 0.4 for b in baselines.values()), baselines
 
 
 def test_augment_batch_is_seeded_and_keeps_shape():
