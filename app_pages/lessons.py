@@ -19,8 +19,10 @@ from lab.lessons import (
     geometry_query,
     lesson_configs,
     measure_run,
+    planned_steps,
     seed_spread,
     spread_sentence,
+    training_images_per_person,
 )
 from lab.losses import LOSSES
 from lab.margin_view import energy_margin
@@ -95,7 +97,8 @@ def setting_rows() -> list[dict]:
                      "energy": config.energy, "margin": config.margin,
                      "miner": config.miner, "normalised": config.normalize,
                      "optimiser": f"{config.optimizer} lr {config.lr:g}",
-                     "images/person": config.images_per_identity, "epochs": config.epochs,
+                     "train images/person": training_images_per_person(config),
+                     "epochs": config.epochs, "steps": planned_steps(config),
                      "seed": config.seed})
     return rows
 
@@ -201,6 +204,11 @@ for k, (label, config) in enumerate(lesson.variants):
 if lesson.trains and any("init_scale" in config.extra for _, config in lesson.variants):
     st.caption("The Train page cannot set the collapsed start (the last layer scaled by 0.01) "
                "of this lesson; the runs this page trains use it.")
+if lesson.trains and any("train_images_per_identity" in config.extra
+                         for _, config in lesson.variants):
+    st.caption("The Train page cannot cut the training people to fewer images than the unseen "
+               "ones keep: opened there, each variant trains on all 10 images per person. The "
+               "runs this page trains use the cut.")
 
 # ---- a lesson without training: computed on the spot ------------------------------------
 if not lesson.trains:

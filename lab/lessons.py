@@ -256,6 +256,26 @@ def run_lesson(lesson: Lesson, store=None,
                     time.perf_counter() - start_wall)
 
 
+def training_images_per_person(config: RunConfig) -> int:
+    """Images of each training person a run learns from (the few-images lesson cuts them)."""
+    cut = (config.extra or {}).get("train_images_per_identity")
+    return min(int(cut), config.images_per_identity) if cut else config.images_per_identity
+
+
+def planned_steps(config: RunConfig) -> int | None:
+    """SGD steps a synthetic-faces run will take: epochs x steps per epoch, where one pass is
+    max(1, training images // (P x K)) as lab.data.sampler.PKSampler counts it (None for other
+    datasets, whose size is known only once loaded). The lesson page shows it per variant."""
+    if config.steps_per_epoch:
+        return config.epochs * config.steps_per_epoch
+    if config.dataset != "synthetic":
+        return None
+    people = config.num_identities - config.val_identities - config.test_identities
+    images = people * training_images_per_person(config)
+    p = min(config.p_identities, people)
+    return config.epochs * max(1, images // (p * config.k_images))
+
+
 def lesson_configs(lesson: Lesson) -> list[RunConfig]:
     """The variants' configs tagged for the run store (``extra["sweep"]`` = the lesson), as a
     :class:`lab.jobs.SweepJob` trains them."""

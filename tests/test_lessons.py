@@ -165,6 +165,18 @@ def test_spread_sentence_by_hand(tmp_path):
     assert "2026-12-02" in sentence and "load 3.5" in sentence
 
 
+def test_planned_steps_are_the_steps_a_run_takes():
+    """The page's steps column, against the trainer's count: equal within every lesson."""
+    from lab.lessons import planned_steps
+
+    assert [planned_steps(c) for _, c in LESSONS["few-shot"].variants] == [360] * 3
+    # 40 - 5 - 10 = 25 people x 8 images = 200, P x K = 32: 6 batches an epoch, 6 epochs
+    assert planned_steps(LESSONS["margin"].variants[0][1]) == 36
+    for lesson in LESSON_LIST:
+        if lesson.trains:
+            assert len({planned_steps(c) for _, c in lesson.variants}) == 1, lesson.key
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("key", [k for k in ISSUE_LESSONS if LESSONS[k].trains])
@@ -173,3 +185,6 @@ def test_the_lesson_shows_what_the_paper_claims(key: str, seed: int):
     assert result.passed, f"seed {seed}: {result.sentence}"
     steps = {v.label: v.figures["steps"] for v in result.variants}
     assert len(set(steps.values())) == 1 and min(steps.values()) > 0, steps  # like with like
+    from lab.lessons import planned_steps
+
+    assert set(steps.values()) == {planned_steps(result.variants[0].config)}
