@@ -159,14 +159,15 @@ def show_result(result: LessonResult) -> None:
                                             title="ROC on unseen people, one curve per variant"),
                            f"lesson-{lesson.key}-roc", key=f"roc-{lesson.key}")
         with bars:
-            rows = [{"loss": v.label, "margin": float(k), "eer": v.figures.get("eer")}
-                    for k, v in enumerate(result.variants)]
-            fig = plots.sweep_plot(rows, "eer", title="EER per variant (lower is better)",
-                                   colors=colors, presenter=presenter)
-            fig.update_xaxes(title_text="variant", tickmode="array",
-                             tickvals=list(range(len(rows))),
-                             ticktext=[v.label for v in result.variants])
-            fig.update_layout(showlegend=False)
+            # the figure the lesson checks, where it is a rate; EER otherwise (the energy scale
+            # of the margin lesson spans orders of magnitude: its table and histograms show it)
+            metric = lesson.metric if lesson.metric in ("eer", "active_fraction") else "eer"
+            fig = plots.lesson_variants_plot(
+                lesson.labels, {v.label: v.figures.get(metric) for v in result.variants},
+                {label: (figures or {}).get(metric)
+                 for label, figures in (SPREAD or {}).get("spread", {}).items()},
+                metric, seeds=SPREAD["runs"] if SPREAD else None, colors=colors,
+                presenter=presenter)
             ui.show_figure(fig, f"lesson-{lesson.key}-eer", key=f"eer-{lesson.key}")
     histograms = [v for v in result.variants if v.genuine is not None]
     if histograms:

@@ -382,7 +382,8 @@ def spread_sentence(lesson: Lesson, entry: dict) -> str:
     for machine in machines:
         load = machine.get("load_average") or []
         after = machine.get("load_average_after") or []
-        loads.append(f"{load[0] if load else '?'}" + (f" → {after[0]}" if after else ""))
+        loads.append(f"{load[0]:.1f}" if load else "?")
+        loads[-1] += f" → {after[0]:.1f}" if after else ""
     first = machines[0]
     where = (f"`python -m lab bench lessons`, {str(first.get('date', '?'))[:10]}, "
              f"{first.get('cpu_count', '?')} cores, load {'; '.join(loads)}")

@@ -781,6 +781,59 @@ def sweep_plot(
     return style(fig, presenter, height=400)
 
 
+def lesson_variants_plot(
+    labels: Sequence[str],
+    live: Mapping[str, float | None],
+    spread: Mapping[str, Mapping[str, float] | None] | None = None,
+    metric: str = "eer",
+    *,
+    seeds: int | None = None,
+    colors: Mapping[str, str] | None = None,
+    presenter: bool = False,
+) -> go.Figure:
+    """One lesson's figure per variant: today's live run (a coloured dot per variant) beside the
+    spread the bench measured over seeds (grey: mean, bar ± one standard deviation, a thin bar
+    min to max), so a class sees at once whether today's run sits inside the usual range."""
+    names = {"eer": "EER (lower is better)", "active_fraction": "active triplets",
+             "auc": "AUC (higher is better)"}
+    fig = go.Figure()
+    for k, label in enumerate(labels):
+        value = live.get(label)
+        if value is None:
+            continue
+        fig.add_trace(go.Scatter(
+            x=[k - 0.12], y=[float(value)], mode="markers", name=label,
+            marker=dict(size=12, color=(colors or {}).get(label) or series_color(k)),
+            showlegend=False, hovertemplate=f"{label}, today: %{{y}}<extra></extra>"))
+    measured = [(k, (spread or {}).get(label)) for k, label in enumerate(labels)]
+    measured = [(k, s) for k, s in measured if s]
+    if measured:
+        name = f"{seeds} seeds: mean ± std" if seeds else "over seeds: mean ± std"
+        fig.add_trace(go.Scatter(
+            x=[k + 0.12 for k, _ in measured], y=[s["mean"] for _, s in measured],
+            mode="markers", name=name, marker=dict(size=10, color="#6b7280", symbol="diamond"),
+            error_y=dict(type="data", array=[s["std"] for _, s in measured], color="#6b7280",
+                         thickness=2, width=6)))
+        fig.add_trace(go.Scatter(
+            x=[k + 0.12 for k, _ in measured for _ in (0, 1, 2)],
+            y=[v for _, s in measured for v in (s["min"], s["max"], None)],
+            mode="lines", name="min to max", line=dict(color="#9ca3af", width=1)))
+    fig.update_xaxes(title_text="variant", tickmode="array", tickvals=list(range(len(labels))),
+                     ticktext=list(labels), range=[-0.5, len(labels) - 0.5])
+    fig.update_yaxes(title_text=names.get(metric, metric))
+    if metric in ("eer", "active_fraction"):
+        values = [float(v) for v in live.values() if v is not None]
+        values += [s[key] for _, s in measured for key in ("min", "max")]
+        fig.update_yaxes(tickformat=f".{_tick_digits(values or [0.0], percent=True)}~%")
+    title = names.get(metric, metric).split(" (")[0]
+    title = title[:1].upper() + title[1:]
+    over = f"{seeds} seeds" if seeds else "seeds"
+    fig.update_layout(title=dict(text=f"{title} per variant<br><sup>today (colour) · {over} "
+                                      "(grey)</sup>"),
+                      legend=dict(orientation="h", y=-0.25))
+    return style(fig, presenter, height=400)
+
+
 def _tick_digits(values: Sequence[float], percent: bool) -> int:
     """Decimals a tick label needs to tell ticks apart: plotly puts about five ticks over the
     span, so one tick step is span / 5. Rounded to ".0%" an EER axis from 18.2 % to 19.4 % read

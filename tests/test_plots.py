@@ -367,3 +367,22 @@ def test_image_grid_draws_the_borders_its_caption_describes() -> None:
     borders = [s for s in fig.layout.shapes if s.name == "border"]
     assert [b.line.color for b in borders] == ["#0000ff", "#ff0000"]
     assert [b.xref for b in borders] == ["x2 domain", "x3 domain"]
+
+
+def test_lesson_variants_plot_shows_today_beside_the_spread():
+    from lab.plots import lesson_variants_plot
+
+    spread = {"a": {"mean": 0.1, "std": 0.02, "min": 0.07, "max": 0.13},
+              "b": {"mean": 0.2, "std": 0.01, "min": 0.19, "max": 0.22}}
+    fig = lesson_variants_plot(["a", "b"], {"a": 0.09, "b": None}, spread, "eer", seeds=8,
+                               colors={"a": "#123456"})
+    today = [t for t in fig.data if t.name == "a"]
+    assert len(today) == 1 and list(today[0].y) == [0.09] and today[0].marker.color == "#123456"
+    assert not [t for t in fig.data if t.name == "b"]  # no live figure: no dot
+    (grey,) = [t for t in fig.data if t.name == "8 seeds: mean ± std"]
+    assert list(grey.y) == [0.1, 0.2] and list(grey.error_y.array) == [0.02, 0.01]
+    (bars,) = [t for t in fig.data if t.name == "min to max"]
+    assert list(bars.y) == [0.07, 0.13, None, 0.19, 0.22, None]
+    assert list(fig.layout.xaxis.ticktext) == ["a", "b"]
+    assert fig.layout.title.text.startswith("EER per variant")
+    assert not [t for t in lesson_variants_plot(["a"], {"a": 0.1}).data if "seeds" in t.name]
