@@ -50,7 +50,8 @@ def test_dashboard_quick(tmp_path):
     # total = the sum of the parts (one run in --quick: its median is itself)
     assert result["total_wall_s"] == pytest.approx(sum(result["wall_s"].values()), abs=1e-3)
     first = result["first_run"]
-    assert first["total_wall_s"] == pytest.approx(sum(first["wall_s"].values()), abs=2e-3)
+    # each of the 6 parts and the total rounded to 1 ms: at most 3.5 ms apart
+    assert first["total_wall_s"] == pytest.approx(sum(first["wall_s"].values()), abs=4e-3)
     # the quick lesson: 12 - 2 - 4 = 6 training people x 4 images, P x K = 16: one step per
     # epoch, 2 epochs
     assert result["steps"] == 2 and result["config"]["epochs"] == 2
