@@ -77,7 +77,11 @@ class TrainingSession:
         report = next(self._fit)
         _add_health(self.trainer, report)  # the health monitor's statistics, as train_run does
         due = report.status != "running" or (report.epoch > 0 and report.epoch % self.every == 0)
-        return report, (self.trainer._state() if due else None)
+        if not due:
+            return report, None
+        from lab.runners.checkpoint import training_state
+
+        return report, training_state(self.trainer)
 
     def stop(self) -> None:
         self.trainer.stop()
