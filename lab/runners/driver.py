@@ -146,15 +146,17 @@ class SessionJob(TrainingJob):
             checkpoint = load_checkpoint(run)
             self.config = run.config
             self.checkpoint_epoch = checkpoint.epoch
-        handle = self.launcher.launch(self.config, checkpoint, self.time_budget)
+        handle = None
         try:
+            handle = self.launcher.launch(self.config, checkpoint, self.time_budget)
             return self._drive(handle, store, run, checkpoint)
         except WorkerLostError as lost:
             self._interrupt(lost)
             raise
         finally:
-            with contextlib.suppress(Exception):
-                handle.close()
+            if handle is not None:
+                with contextlib.suppress(Exception):
+                    handle.close()
 
     def _drive(self, handle: SessionHandle, store, run, checkpoint: Checkpoint | None):
         from lab.train import EpochReport, MemoryRun, _to_memory

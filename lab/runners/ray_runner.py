@@ -41,8 +41,13 @@ from lab.runners.driver import SessionJob, WorkerLostError
 from lab.runners.session import SELF_MADE_DATASETS, TrainingSession, checkpoint_every
 
 CONNECT_TIMEOUT_S = 20.0
-POLL_S = 2.0  # a waiting ray.get checks the head is still there this often
-HEAD_SILENT_S = 10.0  # the head unreachable this long: the cluster is lost
+POLL_S = 2.0  # the head is checked this often, and a waiting ray.get looks up this often
+# The head unreachable this long: the cluster is lost. Well below Ray's
+# gcs_rpc_server_reconnect_timeout_s (60 s by default): after that the raylet of the app's own
+# node gives up on the head and exits, and a driver whose raylet exits is ended by Ray (the
+# whole app process). The app disconnects from Ray before that (``_disconnect``).
+HEAD_SILENT_S = 10.0
+DRAIN_S = 3 * POLL_S  # how long a disconnect waits for the calls in flight to give up
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _ACTOR_CLASS = None  # the Ray actor class, made on first use
 # A Ray call after the cluster is gone must fail, not quietly start a one-machine Ray inside the
@@ -127,41 +132,44 @@ class _TrainingActor:
 
 
 class RayHandle:
-    """One actor, called like a local session (lab.runners.driver.SessionHandle)."""
+    """One actor, called like a local session (lab.runners.driver.SessionHandle).
+
+    Every call goes through ``runner.ray_call()``: once the cluster is lost no call starts, and
+    the disconnect waits for those in flight (Ray's client is not safe to shut down while
+    another thread is inside ``ray.get``: that thread may never return, or fail with an
+    AttributeError instead of a Ray error)."""
 
     def __init__(self, runner: RayRunner, actor):
         self.runner, self.actor = runner, actor
 
     def call(self, method: str, *args: Any) -> Any:
-        from ray.exceptions import GetTimeoutError, RayActorError, RayError, RayTaskError
+        from ray.exceptions import GetTimeoutError, RayError, RayTaskError
 
-        ref = self.actor.call.remote(method, *args)
-        silent_since = None
-        while True:
+        with self.runner.ray_call():
             try:
-                return ray.get(ref, timeout=POLL_S)
-            except GetTimeoutError:
-                if self.runner.head_reachable():
-                    silent_since = None
+                ref = self.actor.call.remote(method, *args)
+            except (Exception, SystemExit) as error:  # noqa: BLE001 - the cluster or the worker
+                raise self.runner.lost_worker(error) from None
+            while True:
+                if self.runner.lost:  # the head watcher (or another run) found the head gone
+                    raise self.runner.lost_cluster()
+                try:
+                    return ray.get(ref, timeout=POLL_S)
+                except GetTimeoutError:
                     continue
-                silent_since = silent_since or time.monotonic()
-                if time.monotonic() - silent_since > HEAD_SILENT_S:
+                except RayTaskError as error:
+                    raise error.as_instanceof_cause() from None
+                except SystemExit:  # what ray.get raises once the driver lost its raylet or head
                     raise self.runner.lost_cluster() from None
-            except RayTaskError as error:
-                raise error.as_instanceof_cause() from None
-            except SystemExit:  # what ray.get raises once the driver lost its raylet or head
-                raise self.runner.lost_cluster() from None
-            except RayActorError as error:
-                raise self.runner.lost_worker(error) from None
-            except RayError as error:
-                raise self.runner.lost_worker(error) from None
+                except RayError as error:  # RayActorError: the actor's worker or node died
+                    raise self.runner.lost_worker(error) from None
 
     def cast(self, method: str) -> None:
-        with contextlib.suppress(Exception, SystemExit):
+        with contextlib.suppress(Exception, SystemExit), self.runner.ray_call():
             getattr(self.actor, method).remote()
 
     def close(self) -> None:
-        with contextlib.suppress(Exception, SystemExit):
+        with contextlib.suppress(Exception, SystemExit), self.runner.ray_call():
             ray.kill(self.actor)
 
 
@@ -201,7 +209,10 @@ class RayRunner:
         self.lost_reason = ""
         self._datasets: collections.OrderedDict = collections.OrderedDict()
         self._lock = threading.Lock()
+        self._calls = 0  # Ray calls in flight (ray_call)
+        self._calls_changed = threading.Condition()
         self.refresh_slots()
+        threading.Thread(target=self._watch_head, name="ray-head-watch", daemon=True).start()
 
     # -- connecting --------------------------------------------------------------------------
     @classmethod
@@ -234,10 +245,56 @@ class RayRunner:
     def head_reachable(self) -> bool:
         return _reachable(self.host, self.port)
 
+    def _watch_head(self) -> None:
+        """Every POLL_S, is the head's port still answering? Silent for HEAD_SILENT_S: the
+        cluster is lost. One watcher for the runner, whatever the runs are doing: a run whose
+        actor still trains (its worker node outlives the head for a while) is interrupted all
+        the same, and the app disconnects before its own raylet gives up (see HEAD_SILENT_S)."""
+        silent_since = None
+        while not self.lost:
+            if self.head_reachable():
+                silent_since = None
+            else:
+                silent_since = silent_since or time.monotonic()
+                if time.monotonic() - silent_since > HEAD_SILENT_S:
+                    self.lost_cluster()
+                    return
+            time.sleep(POLL_S)
+
+    @contextlib.contextmanager
+    def ray_call(self):
+        """Around every use of Ray by a run: refused once the cluster is lost (the run is
+        interrupted with the cluster's sentence), and counted so the disconnect can wait."""
+        with self._calls_changed:
+            refused = self.lost
+            if not refused:
+                self._calls += 1
+        if refused:
+            raise self.lost_cluster()
+        try:
+            yield
+        finally:
+            with self._calls_changed:
+                self._calls -= 1
+                self._calls_changed.notify_all()
+
+    def _disconnect(self) -> None:
+        """Leave the lost cluster once the calls in flight have given up (each looks at
+        ``lost`` every POLL_S), so Ray's driver stops retrying a head that is gone."""
+        with self._calls_changed:
+            self._calls_changed.wait_for(lambda: self._calls == 0, timeout=DRAIN_S)
+        with contextlib.suppress(Exception, SystemExit):
+            ray.shutdown()
+
     # -- what the app asks -------------------------------------------------------------------
     @property
     def lost(self) -> bool:
         return self.lost_at is not None
+
+    @property
+    def where(self) -> str:
+        """Where a run trains when its worker does not say (a Ray actor names its node)."""
+        return "this server" if self.lost else ""
 
     def refresh_slots(self) -> int:
         """Trainings at once: METRIC_LAB_MAX_TRAININGS, else what the cluster holds now."""
@@ -293,8 +350,17 @@ class RayRunner:
         return sweep
 
     # -- launching actors ----------------------------------------------------------------------
-    def launch(self, config: RunConfig, checkpoint, time_budget: float | None = None
-               ) -> RayHandle:
+    def launch(self, config: RunConfig, checkpoint, time_budget: float | None = None):
+        """An actor for this run; a run that was still queued when the cluster was lost trains
+        on this server instead (its student pressed Run and waited: nothing to interrupt)."""
+        if self.lost:
+            from lab.runners.driver import InProcessHandle
+
+            return InProcessHandle(config, checkpoint, time_budget)
+        with self.ray_call():
+            return self._launch(config, checkpoint, time_budget)
+
+    def _launch(self, config: RunConfig, checkpoint, time_budget: float | None) -> RayHandle:
         global _ACTOR_CLASS
         if _ACTOR_CLASS is None:
             # Two calls at once: stop() must reach the actor while next() trains. No restarts:
@@ -328,7 +394,7 @@ class RayRunner:
     # -- losing things -------------------------------------------------------------------------
     def lost_worker(self, error: BaseException) -> WorkerLostError:
         """A dead actor: its node went down, or the whole cluster did."""
-        if not self.head_reachable():
+        if self.lost or not self.head_reachable():
             return self.lost_cluster()
         return WorkerLostError("The Ray worker training this run stopped (its node went down or "
                            "its process was killed).")
@@ -340,12 +406,7 @@ class RayRunner:
             if first:
                 self.lost_at = time.time()
                 self.lost_reason = "its head stopped answering"
-        if first:  # disconnect, so Ray's driver stops retrying a head that is gone
-            threading.Thread(target=_disconnect, name="ray-disconnect", daemon=True).start()
+        if first:
+            threading.Thread(target=self._disconnect, name="ray-disconnect", daemon=True).start()
         return WorkerLostError(f"The Ray cluster at {self.address} stopped answering, so this run "
                            "could not finish there.")
-
-
-def _disconnect() -> None:
-    with contextlib.suppress(Exception, SystemExit):
-        ray.shutdown()
