@@ -44,6 +44,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable
@@ -388,6 +389,7 @@ def bench_classroom(sessions: int = 30, slots: int = 2, hard_timeout: float = 12
     runs = work / "runs"
     runs.mkdir()
     load_before = os.getloadavg()
+    sampler = LoadSampler()
     t0, wall0 = time.monotonic(), time.time()
     cluster = SimulatedCluster() if runner == "ray" else None
     server = None
@@ -415,6 +417,7 @@ def bench_classroom(sessions: int = 30, slots: int = 2, hard_timeout: float = 12
             cluster.shutdown()
     total = time.monotonic() - t0
     load_after = os.getloadavg()
+    load_during = sampler.stop()
     infos = RunStore(runs).list()
     timeline = []
     for info in infos:
@@ -471,6 +474,7 @@ def bench_classroom(sessions: int = 30, slots: int = 2, hard_timeout: float = 12
                                                  else None)},
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in load_after],
+        "load_average_during": load_during,
         "machine": machine(),
         "server_log_tail": log_tail if not all(s.state == "done" for s in people) else "",
         "runs": sorted(timeline, key=lambda r: r.get("created_s", 0)),
@@ -509,6 +513,33 @@ class SimulatedCluster:
 
     def shutdown(self) -> None:
         self.cluster.shutdown()
+
+
+class LoadSampler:
+    """The machine's 1-minute load average every ``every`` s while the test runs (the machine
+    is shared: a figure measured at load 2 and one at load 15 are not the same figure)."""
+
+    def __init__(self, every: float = 10.0):
+        self.samples: list[float] = []
+        self.every = every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, args=(every,), daemon=True)
+        self._thread.start()
+
+    def _sample(self, every: float) -> None:
+        while True:
+            self.samples.append(os.getloadavg()[0])
+            if self._stop.wait(every):
+                return
+
+    def stop(self) -> dict[str, Any]:
+        self._stop.set()
+        self._thread.join(5)
+        values = self.samples
+        return {"every_s": self.every, "samples": len(values),
+                "min": _round(min(values), 2) if values else None,
+                "mean": _round(statistics.fmean(values), 2) if values else None,
+                "max": _round(max(values), 2) if values else None}
 
 
 def _round(value: float | None, digits: int = 3) -> float | None:
