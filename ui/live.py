@@ -93,8 +93,8 @@ def live_view(job, config, presenter: bool = False) -> None:
         reports = job.snapshot()
         latest = reports[-1] if reports else None
         if job.status == "queued":
-            st.info(f"{icons.WAIT} Every training slot is busy. You are number "
-                    f"{job.queue_position or 1} in the queue; training starts by itself.")
+            st.info(f"{icons.WAIT} Every training slot is busy{_slots_in_words(job)}. You are "
+                    f"number {job.queue_position or 1} in the queue; training starts by itself.")
             st.button("Cancel", on_click=job.stop, key="cancel-queued")
             return
         if latest is None:
@@ -193,3 +193,13 @@ def live_view(job, config, presenter: bool = False) -> None:
                              icon=icons.ENERGIES)
 
     _live()
+
+
+def _slots_in_words(job) -> str:
+    """' (2 trainings at once on the Ray cluster)': why a student waits, and for what."""
+    slots = getattr(getattr(job, "limiter", None), "slots", None)
+    if not slots:
+        return ""
+    on = (" on the Ray cluster" if getattr(getattr(job, "launcher", None), "kind", "") == "ray"
+          else " on this server")
+    return f" ({slots} training{'' if slots == 1 else 's'} at once{on})"

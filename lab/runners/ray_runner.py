@@ -312,8 +312,12 @@ class RayRunner:
 
     def describe(self) -> str:
         nodes = [n for n in ray.nodes() if n.get("Alive")]
+        training = sum(1 for n in nodes if n.get("Resources", {}).get("CPU", 0) > 0)
         cpus = ray.cluster_resources().get("CPU", 0)
-        return (f"Trainings run on the Ray cluster at {self.address}: {len(nodes)} nodes, "
+        # a head started with --num-cpus=0 (as the README does) is a node that trains nothing
+        shape = (f"{len(nodes)} nodes" if training == len(nodes)
+                 else f"{training} of its {len(nodes)} nodes train")
+        return (f"Trainings run on the Ray cluster at {self.address}: {shape}, "
                 f"{cpus:g} CPUs, {self.limiter.slots} trainings at once "
                 f"({self.cpus:g} CPU{'' if self.cpus == 1 else 's'}"
                 + (f" and {self.gpus:g} GPU" if self.gpus else "") + " each).")
