@@ -24,7 +24,7 @@ ray = pytest.importorskip("ray")
 TINY = RunConfig(dataset="digits", network="mlp", embedding_dim=8, epochs=4, test_identities=3,
                  val_identities=2, p_identities=5, k_images=4, steps_per_epoch=3, seed=1)
 OBJECT_STORE = 80 * 2**20
-MODULE_LIMIT_S = 600  # the watchdog's limit for the whole module
+MODULE_LIMIT_S = 900  # the watchdog's limit for the whole module (672 s seen at load 25)
 LOOPBACK = "127.0.0.1"
 
 
