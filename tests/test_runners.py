@@ -201,3 +201,15 @@ def _wait_for(condition, timeout: float = 60.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
+
+
+def test_the_queue_line_says_how_many_trainings_run_at_once_and_where():
+    from types import SimpleNamespace
+
+    from ui.live import _slots_in_words
+
+    local = LocalRunner().training_job(TINY, store=None)
+    local.limiter = TrainingLimiter(2)
+    assert _slots_in_words(local) == " (2 trainings at once on this server)"
+    on_ray = SessionJob(TINY, limiter=TrainingLimiter(1), launcher=SimpleNamespace(kind="ray"))
+    assert _slots_in_words(on_ray) == " (1 training at once on the Ray cluster)"
