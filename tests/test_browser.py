@@ -11,6 +11,7 @@ METRIC_LAB_SHOTS names a folder, copied there to be looked at).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -35,6 +36,13 @@ def shoot(page, tmp_path: Path, name: str) -> Path:
     """The whole page: Streamlit scrolls inside its main block, so the viewport is made as
     tall as that block for the picture (full_page alone caught only the top)."""
     path = tmp_path / f"{name}.png"
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    # A page caught mid-rerun shows grey placeholders where its widgets go; if they stay, the
+    # picture shows them (a screenshot never fails a test).
+    with contextlib.suppress(PlaywrightTimeout):
+        page.wait_for_function("""() => !document.querySelector(
+            '[data-testid="stSkeleton"], [data-testid="stStatusWidget"]')""", timeout=60_000)
     size = page.viewport_size
     tall = page.evaluate("""() => 120 + Math.max(...[...document.querySelectorAll(
         '[data-testid="stMainBlockContainer"], [data-testid="stMain"]')]
@@ -200,6 +208,7 @@ def test_two_runs_with_one_name_both_stay_on_compare(app_server, page, tmp_path,
         return {group for name, group, _ in traces if name != "chance"}
 
     assert set(twin_runs) <= curves()
+    shoot(page, tmp_path, "compare-twins-both")
     # Remove the first tag: the other run of the same name stays, on the curve and the table.
     # Streamlit 1.67's multiselect: each tag is [data-tag] with a "Remove <label>" button.
     tags = page.locator('.st-key-compare_runs [data-tag]')
