@@ -259,6 +259,7 @@ def test_sweeps_of_two_sessions_draw_two_curves(app_server, browser, tmp_path):
             points = page.evaluate("""() => [...document.querySelectorAll(
                 '.st-key-sweep_plot .js-plotly-plot')].flatMap(el => el.data.map(t => t.x))""")
             assert points == [margins], points  # one curve, this session's margins only
+        shoot(pages[0], tmp_path, "sweep-first-session")
         shoot(pages[1], tmp_path, "sweep-second-session")
     finally:
         for page in pages:
