@@ -85,8 +85,8 @@ def _thumbnails(inspection: Inspection, presenter: bool, key: str) -> None:
             captions += [f"anchor (id {inspection.labels[a]})", f"positive E = {x:.3f}",
                          f"negative E = {y:.3f}"]
             colours += [None, plots.COLORS["genuine"], plots.COLORS["impostor"]]
-        title = ("The hardest one of each anchor: anchor, positive, negative (energies "
-                 "before the Step)")
+        # short enough for the half-width live view (a longer one was cut in a screenshot)
+        title = "Hardest per anchor: anchor, positive, negative (energies before the Step)"
         columns = 3
     st.plotly_chart(plots.image_grid(np.stack(images), captions, columns=columns, title=title,
                                      border_colors=colours, presenter=presenter),
