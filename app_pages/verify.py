@@ -199,10 +199,10 @@ def student_panel(run, photos, ids, choice, whole, far: float, presenter: bool) 
     result = cache[key]
     same = bool(result.energy <= threshold)  # the energy is fixed; only the threshold moves
     crops = st.columns(2)
-    seen = input_words(result, channels, run.config.pipeline)
     for column, slot, crop, chosen in zip(crops, "AB", result.crops, result.chosen,
                                           strict=True):
         how = "whole image (centred crop)" if chosen is None else f"face {chosen + 1}"
+        seen = input_words(result, channels, run.config.pipeline, whole=chosen is None)
         column.image(crop, caption=f"Photo {slot}: {how}, exactly as the network sees it: "
                                    f"{seen}", width=160, clamp=True)
     found = trust_of(run, result, far)
@@ -240,10 +240,13 @@ def student_panel(run, photos, ids, choice, whole, far: float, presenter: bool) 
         st.caption(f"Detector: {result.detector}. Time: {timings}.")
 
 
-def input_words(result, channels: int, pipeline: str) -> str:
-    """"48×48 px, grey, aligned + Tan & Triggs": what the crops shown are."""
+def input_words(result, channels: int, pipeline: str, whole: bool = False) -> str:
+    """"48×48 px, grey, aligned + Tan & Triggs": what the crops shown are (``whole``: the
+    photo's centred square, no face crop, which a whole-image run's caption said it was)."""
     crop = result.crops[0]
     size = f"{crop.shape[1]}×{crop.shape[0]} px" if pipeline != "none" else "before resizing"
+    if whole and pipeline == "none":
+        return f"{size}, {'grey' if channels == 1 else 'colour'}"
     light = {"none": "whole-image run: detected face crop", "aligned": "aligned",
              "aligned+hist": "aligned, histogram-equalised", "aligned+clahe": "aligned, CLAHE",
              "aligned+tantriggs": "aligned, Tan & Triggs light-normalised"}

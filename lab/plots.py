@@ -495,6 +495,14 @@ def _label_left(x: float, low: float, high: float) -> bool:
     return x > low + 0.62 * (high - low)
 
 
+def _side(x: float, low: float, high: float, prefer_left: bool) -> bool:
+    """Label left of its line? ``prefer_left`` unless an edge leaves no room: a label needs
+    about a third of a half-page plot (left of a pair at E = 0.14 it printed "air: E = 0.144")."""
+    if x < low + 0.38 * (high - low):
+        return False
+    return True if _label_left(x, low, high) else prefer_left
+
+
 def _threshold_text(threshold: float, genuine: np.ndarray, impostor: np.ndarray) -> str:
     far, frr = far_frr_at(threshold, genuine, impostor)
     rates = "" if math.isnan(far) or math.isnan(frr) else f"<br>FAR {far:.1%} · FRR {frr:.1%}"
@@ -611,12 +619,15 @@ def energy_histogram(
     has_threshold = threshold is not None and math.isfinite(threshold)
     has_pair = pair_energy is not None and math.isfinite(pair_energy)
     if has_threshold:
-        # With "this pair" beside it, the two labels go to opposite sides of their lines.
-        left = pair_energy > threshold if has_pair else _label_left(threshold, low, high)
+        # With "this pair" beside it, the two labels go to opposite sides of their lines where
+        # there is room (they also sit at different heights, so near an edge both may share one).
+        left = (_side(threshold, low, high, pair_energy > threshold) if has_pair
+                else _label_left(threshold, low, high))
         _vline(fig, threshold, "threshold", COLORS["threshold"],
                _threshold_text(threshold, g, i), "solid", 0.86, left=left)
     if has_pair:
-        left = pair_energy < threshold if has_threshold else _label_left(pair_energy, low, high)
+        left = (_side(pair_energy, low, high, pair_energy < threshold) if has_threshold
+                else _label_left(pair_energy, low, high))
         _vline(fig, pair_energy, "pair", COLORS["accent"], f"this pair: E = {pair_energy:.3g}",
                "dot", 0.5, left=left)  # fmt: skip
     stats = []

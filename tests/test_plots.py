@@ -335,6 +335,11 @@ def test_labels_near_the_right_edge_go_left_and_this_pair_sits_apart_from_the_th
     assert margin.xanchor == "right"  # it was cut at the plot's right edge
     assert pair.xanchor == "right" and threshold.xanchor == "left"  # opposite sides
     assert pair.y < threshold.y
+    # a pair near the left edge has no room on its left: its label goes right, under the
+    # threshold's (different heights), not off the plot
+    near = plots.energy_histogram([0.1, 0.2], [0.8, 0.9], threshold=0.5, pair_energy=0.07,
+                                  x_range=(0, 1.9))
+    assert annotations_named(near, "pair")[0].xanchor == "left"
 
 
 def test_roc_keeps_two_runs_of_one_name_apart_in_the_colours_it_is_given() -> None:
