@@ -129,9 +129,11 @@ def reference_disagreements(run, history, round_index: int, threshold: float, im
             fig = plots.image_grid(
                 np.asarray(images)[[row.first, row.second]],
                 [f"id {history.labels[row.first]}", f"id {history.labels[row.second]}"],
-                columns=2, border_colors=[colour, colour], presenter=presenter,
-                title=(f"{truth}: student E {row.energy:.3f} → "
-                       f"{verdict(row.energy <= threshold)} · reference d {row.distance:.2f} → "
-                       f"{verdict(row.distance <= ReferenceModel.threshold)}"))
+                columns=2, border_colors=[colour, colour], presenter=presenter)
+            # words above the photos, not a plotly title: a half-width title was cut
+            columns[k % 2].markdown(
+                f"**{truth}**: student E {row.energy:.3f} → "
+                f"{verdict(row.energy <= threshold)} · reference d {row.distance:.2f} → "
+                f"{verdict(row.distance <= ReferenceModel.threshold)}")
             columns[k % 2].plotly_chart(fig, width="stretch",
                                         key=f"disagree-{int(row.student_right)}-{k}")
