@@ -42,7 +42,8 @@ def shoot(page, tmp_path: Path, name: str) -> Path:
     # picture shows them (a screenshot never fails a test).
     with contextlib.suppress(PlaywrightTimeout):
         page.wait_for_function("""() => !document.querySelector(
-            '[data-testid="stSkeleton"], [data-testid="stStatusWidget"]')""", timeout=60_000)
+            '[data-testid="stSkeleton"], [data-testid="stStatusWidget"], [data-stale="true"]')
+            """, timeout=60_000)
     size = page.viewport_size
     tall = page.evaluate("""() => 120 + Math.max(...[...document.querySelectorAll(
         '[data-testid="stMainBlockContainer"], [data-testid="stMain"]')]
