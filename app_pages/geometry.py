@@ -105,7 +105,7 @@ with left:
               help="The box [0, E_max]² of reachable energies; 2 is the largest L2 energy "
                    "between normalised embeddings.")
     if view != "triplet":
-        st.toggle("Bounded energies, in [0, E_max]²", key="geo_bounded",
+        st.toggle("Bounded energies", key="geo_bounded",
                   help="On: energies live in the box [0, E_max]², as between L2-normalised "
                        "embeddings. Off: embeddings may grow, energies are unbounded, and the "
                        "conditions are judged on [0, ∞)² (the box only draws).")
