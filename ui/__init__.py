@@ -224,18 +224,22 @@ def _cell(value) -> str:
 
 def table(rows: list[dict], **kwargs) -> None:
     """st.dataframe of ``rows`` with a dash where a figure is missing (a run still training, a
-    TAR the test pairs cannot reach): Streamlit writes the word 'None' in such cells. The
-    numbers stay numbers, so a column still sorts."""
-    st.dataframe(styled(rows), **kwargs)
+    TAR the test pairs cannot reach): Streamlit writes the word 'None' in such cells, whatever
+    a pandas Styler says, so a column with a gap is drawn as text; the others stay numbers."""
+    st.dataframe(readable(rows), **kwargs)
 
 
-def styled(rows: list[dict]):
-    """The pandas Styler :func:`table` draws."""
+def readable(rows: list[dict]):
+    """The DataFrame :func:`table` draws: a column with a missing figure becomes text ("–"
+    there, the numbers as :func:`_cell` writes them)."""
     import pandas as pd
 
     frame = pd.DataFrame(rows)
-    numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])
-               and not pd.api.types.is_bool_dtype(frame[c])]
-    styler = frame.style.format({c: _cell for c in numeric}, na_rep="–")
-    # columns with no figure at all are objects of None: a dash too
-    return styler.format(na_rep="–", subset=[c for c in frame.columns if c not in numeric])
+    for column in frame.columns:
+        missing = frame[column].isna()
+        if not missing.any():
+            continue
+        frame[column] = ["–" if gap else (_cell(v) if isinstance(v, int | float)
+                                          and not isinstance(v, bool) else str(v))
+                         for v, gap in zip(frame[column], missing, strict=True)]
+    return frame
