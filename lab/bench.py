@@ -52,6 +52,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lab import settings
 from lab.config import RunConfig
 from lab.limits import MAX_EPOCHS
 
@@ -443,7 +444,7 @@ print(json.dumps({"torch": a - t, "lab_training": b - a, "plotly_plots": c - b,
 
 def _python_subprocess(script: str, timeout: float = 900, env: dict | None = None) -> dict:
     """Run ``script`` in a fresh Python (cold imports); its last stdout line is JSON."""
-    root = Path(__file__).resolve().parents[1]
+    root = settings.REPO_ROOT
     environment = {**os.environ, **(env or {})}
     environment["PYTHONPATH"] = str(root) + os.pathsep + environment.get("PYTHONPATH", "")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
@@ -718,8 +719,7 @@ def _memory_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="a tiny run, 1 and 2 runs")
     parser.add_argument("--runs", type=int, nargs="+", default=[1, 10],
                         help="run counts to measure (default 1 10)")
-    parser.add_argument("--chromium", default=os.environ.get("METRIC_LAB_CHROMIUM",
-                                                             "/usr/bin/chromium"))
+    parser.add_argument("--chromium", default=settings.chromium())
 
 
 def _proc_status_kib(pid: int, field: str) -> int | None:
@@ -763,7 +763,7 @@ def app_peak_rss(runs_root: Path, chromium: str, pages=MEMORY_PAGES, log: Path |
 
     from playwright.sync_api import sync_playwright
 
-    root = Path(__file__).resolve().parents[1]
+    root = settings.REPO_ROOT
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "METRIC_LAB_RUNS": str(runs_root)}

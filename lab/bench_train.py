@@ -27,10 +27,11 @@ from pathlib import Path
 
 import torch
 
+from lab import settings
 from lab.bench import _finish, _start, median, register
 from lab.config import RunConfig
 
-ATT_DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "att_faces"
+ATT_DEFAULT = settings.shared_att()
 
 
 def _att_recipe(data_dir: str) -> RunConfig:

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lab import settings
 from lab.config import RunConfig, problems
 from lab.fields import FIELDS
 
@@ -72,7 +73,7 @@ def teacher_key() -> str:
     """``$METRIC_LAB_TEACHER_KEY``, or a key generated once per server process and printed in
     its console (like a notebook server's token)."""
     global _GENERATED_KEY
-    env = os.environ.get("METRIC_LAB_TEACHER_KEY", "").strip()
+    env = settings.teacher_key()
     if env:
         return env
     if _GENERATED_KEY is None:
@@ -307,12 +308,7 @@ def score_run(challenge: Challenge, run, faceset=None) -> dict:
 # ---- the store ----------------------------------------------------------------------------------
 
 def default_root(runs_root: Path | None = None) -> Path:
-    env = os.environ.get("METRIC_LAB_CHALLENGES")
-    if env:
-        return Path(env)
-    from lab.runs import default_root as runs_default
-
-    return (runs_root or runs_default()).parent / "challenges"
+    return settings.challenges_root(runs_root)
 
 
 class ChallengeStore:

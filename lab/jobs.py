@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from lab import settings
 from lab.config import RunConfig
 from lab.memory import is_allocation_failure, release_device_memory
 
@@ -31,9 +32,9 @@ def default_slots(device: str | None = None) -> int:
     """How many trainings may run at once on ``device`` ("cuda", "mps", "cpu"; None = the
     device "auto" picks): METRIC_LAB_MAX_TRAININGS, else 1 on a GPU (one model saturates it)
     and one per four CPU cores on a CPU (each training uses several)."""
-    configured = os.environ.get("METRIC_LAB_MAX_TRAININGS")
+    configured = settings.max_trainings()
     if configured:
-        return max(1, int(configured))
+        return configured
     if device is None:
         device = _device_type("auto")
     if device in ("cuda", "mps"):

@@ -29,20 +29,16 @@ from pathlib import Path
 
 import numpy as np
 
+from lab import settings
+from lab.settings import data_root
+
 METHODS = ("umap", "pca", "tsne")
 MIN_POINTS_FOR_NEIGHBOURS = 5  # fewer (distinct) points than this: every method falls back to PCA
 
 EXACT_KNN_MAX_POINTS = 20_000
-_REPO_ROOT = Path(__file__).resolve().parents[1]
 _warm_lock = threading.Lock()
 _umap_ready = False
 _warm_up_seconds: float | None = None
-
-
-def data_root() -> Path:
-    """Base folder for runs and caches: $METRIC_LAB_DATA, else data/ under the repository."""
-    override = os.environ.get("METRIC_LAB_DATA")
-    return Path(override).expanduser() if override else _REPO_ROOT / "data"
 
 
 def numba_cache_dir() -> Path:
@@ -359,10 +355,10 @@ def _first_map_in_new_process(cache_dir: str | None) -> dict:
     env = dict(os.environ)
     if cache_dir is not None:
         env["NUMBA_CACHE_DIR"] = cache_dir
-    env["PYTHONPATH"] = str(_REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = str(settings.REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", _FIRST_MAP_SCRIPT], capture_output=True,
-                          text=True, env=env, cwd=_REPO_ROOT, timeout=900)  # fmt: skip
+                          text=True, env=env, cwd=settings.REPO_ROOT, timeout=900)  # fmt: skip
     if done.returncode != 0:
         return {"error": done.stderr[-500:]}
     result = {k: round(v, 3) for k, v in json.loads(done.stdout.strip().splitlines()[-1]).items()}

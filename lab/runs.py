@@ -43,14 +43,13 @@ import torch
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import load_file, save, save_file
 
-from lab import limits
+from lab import limits, settings
 from lab.config import CHOICES, RunConfig, problems
 
 STATUSES = ("running", "done", "stopped", "diverged", "interrupted", "corrupt")
 KNOWN_FILES = ("run.json", "config.json", "history.jsonl", "metrics.json", "model.safetensors",
                "probes.safetensors")
 RUN_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")
-ROOT = Path(__file__).resolve().parents[1]
 
 
 class RunError(ValueError):
@@ -59,8 +58,7 @@ class RunError(ValueError):
 
 def default_root() -> Path:
     """``$METRIC_LAB_RUNS`` if set, else ``data/runs`` under the repository root."""
-    env = os.environ.get("METRIC_LAB_RUNS")
-    return Path(env) if env else ROOT / "data" / "runs"
+    return settings.runs_root()
 
 
 def sanitize_name(name: str) -> str:

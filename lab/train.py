@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from lab import reproducibility
+from lab import reproducibility, settings
 from lab.changes import apply_changes
 from lab.changes import scheduled as scheduled_changes
 from lab.config import RunConfig
@@ -76,9 +76,9 @@ def training_threads() -> int:
     default lesson in 3 s where two took 24 s under load (`python -m lab bench dashboard`)."""
     import os
 
-    configured = os.environ.get("METRIC_LAB_TORCH_THREADS")
+    configured = settings.torch_threads()
     if configured:
-        return max(1, int(configured))
+        return configured
     return max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) // 2))
 
 

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 
 import torch
 
+from lab import settings
+
 LEVERS = ("batch_augment", "fused_optimizer", "alone_threads")
 PATHS = {"baseline": (), "fast": LEVERS}
 
@@ -117,9 +119,9 @@ def threads_for(path: TrainPath, cores: int | None = None, active: int | None = 
     their core taken spin and wait, so two threads on a busy 2-core box were 3-5x slower than
     one (benchmarks/README.md), while one thread each for two trainings uses both cores.
     """
-    configured = os.environ.get("METRIC_LAB_TORCH_THREADS")
+    configured = settings.torch_threads()
     if configured:
-        return max(1, int(configured))
+        return configured
     cores = cores or os.cpu_count() or 1
     if not path.alone_threads:
         return max(1, min(torch.get_num_threads(), cores // 2))

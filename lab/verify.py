@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from lab import settings
 from lab.facepipe import face_input, parse_pipeline, tensor_to_display
 from lab.faces import (
     FaceBox,
@@ -739,8 +740,7 @@ def bench_verify(out_json: str | Path | None = None, *, run_id: str | None = Non
     from lab.config import RunConfig
     from lab.reference import ReferenceModel, shared_reference
 
-    att = Path(att_dir or os.environ.get("METRIC_LAB_ATT")
-               or Path(__file__).resolve().parents[2] / "shared" / "data" / "att_faces")
+    att = Path(att_dir or settings.att_override() or settings.shared_att())
     torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
     result: dict[str, Any] = {"cpu": platform.processor() or platform.machine(),
                               "threads": torch.get_num_threads(), "repeats": repeats,

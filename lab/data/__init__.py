@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lab import settings
+from lab.settings import data_root, downloads_allowed
 from lab.data.errors import DatasetError
 from lab.data.faceset import DataSource, FaceSet, LoadReport
 
@@ -24,7 +26,6 @@ __all__ = [
     "load_for_config",
 ]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 AVAILABILITY = ("offline", "cached", "needs download", "unavailable")
 
 
@@ -41,30 +42,18 @@ class DatasetInfo:
     source: DataSource
 
 
-def data_root() -> Path:
-    """``<repo>/data``, or ``$METRIC_LAB_DATA`` when set."""
-    env = os.environ.get("METRIC_LAB_DATA")
-    return Path(env).expanduser() if env else REPO_ROOT / "data"
-
-
 def cache_dir(kind: str) -> Path:
     """Where downloads of one kind ("sklearn", "torchvision") are cached."""
     return data_root() / "cache" / kind
 
 
-def downloads_allowed() -> bool:
-    """False when ``METRIC_LAB_OFFLINE`` is set to anything but 0/false/empty."""
-    return os.environ.get("METRIC_LAB_OFFLINE", "").strip().lower() in ("", "0", "false", "no")
-
-
 def att_candidates() -> list[Path]:
     """Where an AT&T/ORL folder is looked for, in order."""
     found = []
-    env = os.environ.get("METRIC_LAB_ATT")
-    if env:
-        found.append(Path(env).expanduser())
+    if settings.att_override() is not None:
+        found.append(settings.att_override())
     found.append(data_root() / "att_faces")
-    found.append(REPO_ROOT.parent / "shared" / "data" / "att_faces")
+    found.append(settings.shared_att())
     return found
 
 

@@ -13,12 +13,12 @@ saying why; one lost mid-class hands new trainings to the local runner (lab.runn
 
 from __future__ import annotations
 
-import os
 from typing import Protocol
 
+from lab import settings
 from lab.config import RunConfig
 
-ADDRESS_VARIABLE = "METRIC_LAB_RAY_ADDRESS"
+ADDRESS_VARIABLE = settings.RAY_ADDRESS_VARIABLE
 
 
 class Runner(Protocol):
@@ -42,7 +42,7 @@ def select_runner(address: str | None = None) -> Runner:
     empty, and local with a banner when Ray is missing or the cluster does not answer."""
     from lab.runners.local import LocalRunner
 
-    address = (address if address is not None else os.environ.get(ADDRESS_VARIABLE, "")).strip()
+    address = (address if address is not None else settings.ray_address())
     if not address:
         return LocalRunner()
     try:

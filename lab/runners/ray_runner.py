@@ -26,7 +26,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import json
-import os
 import socket
 import threading
 import time
@@ -35,6 +34,7 @@ from typing import Any
 import ray
 import ray._private.auto_init_hook
 
+from lab import settings
 from lab.config import RunConfig
 from lab.jobs import SweepJob, TrainingLimiter
 from lab.runners.driver import SessionJob, WorkerLostError
@@ -104,11 +104,7 @@ def resolve_address(address: str) -> str:
 
 
 def _resources_per_training() -> tuple[float, float]:
-    cpus = float(os.environ.get("METRIC_LAB_RAY_CPUS", "1"))
-    gpus = float(os.environ.get("METRIC_LAB_RAY_GPUS", "0"))
-    if cpus <= 0 or gpus < 0:
-        raise ValueError("METRIC_LAB_RAY_CPUS must be > 0 and METRIC_LAB_RAY_GPUS >= 0")
-    return cpus, gpus
+    return settings.ray_resources()
 
 
 class _TrainingActor:
@@ -298,9 +294,9 @@ class RayRunner:
 
     def refresh_slots(self) -> int:
         """Trainings at once: METRIC_LAB_MAX_TRAININGS, else what the cluster holds now."""
-        configured = os.environ.get("METRIC_LAB_MAX_TRAININGS")
+        configured = settings.max_trainings()
         if configured:
-            slots = max(1, int(configured))
+            slots = configured
         else:
             resources = ray.cluster_resources()
             slots = int(resources.get("CPU", 0) // self.cpus)

@@ -16,6 +16,7 @@ import os
 import socket
 import sys
 
+from lab import settings
 from lab.config import RunConfig
 
 # Datasets a worker can make itself (generated, or shipped inside a package): the app sends
@@ -30,8 +31,7 @@ def checkpoint_every() -> int:
     Why not every epoch: the default nets are small (a few hundred kB), but a ResNet on a GPU
     worker is tens of MB per epoch over the network for 30 students; 5 epochs is at most a few
     seconds of a classroom run lost when a node dies."""
-    configured = os.environ.get("METRIC_LAB_CHECKPOINT_EVERY")
-    return max(1, int(configured)) if configured else DEFAULT_CHECKPOINT_EVERY
+    return settings.checkpoint_every() or DEFAULT_CHECKPOINT_EVERY
 
 
 class TrainingSession:
