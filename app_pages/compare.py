@@ -11,7 +11,7 @@ from lab import plots
 from lab.config import LOSSES as LOSS_NAMES
 from lab.config import problems
 from lab.data import DatasetError
-from lab.losses import LOSSES
+from lab.loss_specs import LOSSES
 from lab.views import (
     baseline_verification,
     config_differences,

@@ -9,7 +9,7 @@ import ui
 from lab import plots
 from lab.changes import setting_at
 from lab.energy import energy_matrix_np
-from lab.margin_view import energy_margin, gap_histogram, triplet_gaps
+from lab.margin_view import energy_margin, gap_histogram, margin_on_gap_axis, triplet_gaps
 from lab.views import verification_of
 from ui import icons
 from ui.errors import error_gallery, reference_disagreements
@@ -76,7 +76,7 @@ elif margin is not None:
 if abs(run_margin - run.config.margin) > 1e-12:
     st.caption(f"The margin was changed mid-run: it started at {run.config.margin:g} and was "
                f"{run_margin:g} in epoch {epochs[round_index]} (the run's history).")
-if run.config.loss == "triplet":
+if margin_on_gap_axis(run.config.loss):
     st.caption(f"No margin line on the energy axis: the triplet margin α = "
                f"{run_margin:g} is relative. A triplet stops contributing when "
                "d(a,n) − d(a,p) ≥ α, whatever its energies: it is drawn on the gap below.")

@@ -33,7 +33,7 @@ import torch
 import ui
 from lab import geometry, plots
 from lab.energy import energy_matrix_np
-from lab.losses import LOSSES
+from lab.loss_specs import LOSSES
 from lab.mining import batchhard_triplets, semihard_triplets
 from lab.views import probe_history, run_label, seen_mask
 from ui import icons

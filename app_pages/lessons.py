@@ -24,7 +24,7 @@ from lab.lessons import (
     spread_sentence,
     training_images_per_person,
 )
-from lab.losses import LOSSES
+from lab.loss_specs import LOSSES
 from lab.margin_view import energy_margin
 from lab.report import lesson_report
 from lab.runs import RunError

@@ -9,7 +9,7 @@ import ui.challenge as challenge_ui
 from lab import config as cfg
 from lab import fields
 from lab.jobs import TrainingJob
-from lab.losses import LOSSES
+from lab.loss_specs import LOSSES
 from lab.runs import RunError
 from lab.urlstate import config_from_query, config_to_query
 from lab.views import runs_table
@@ -68,7 +68,7 @@ def widget(name: str, kind, label: str, **kwargs):
 
 
 def apply_loss_defaults() -> None:
-    """A new loss brings its own energy and margin (lab.fields.LOSS_DEFAULTS), as in the CLI,
+    """A new loss brings its own energy and margin (lab.loss_specs.LOSS_DEFAULTS), as in the CLI,
     the URL and RunConfig: ArcFace never trains with the contrastive m = 1."""
     for name, value in fields.loss_defaults(st.session_state["cfg_loss"]).items():
         st.session_state[f"cfg_{name}"] = value

@@ -354,6 +354,7 @@ def dashboard_once(config: RunConfig, store_root: str | Path, umap: bool = True)
     from lab.data import load_for_config
     from lab.energy import energy_bound
     from lab.evaluate import evaluate_embeddings
+    from lab.margin_view import energy_margin
     from lab.project import project
     from lab.runs import RunStore
     from lab.train import train_run
@@ -412,7 +413,8 @@ def dashboard_once(config: RunConfig, store_root: str | Path, umap: bool = True)
                                            title="Unseen identities (PCA)"))
         genuine, impostor = pair_energies(final, probe_labels, config.energy, 5000, config.seed)
         bound = energy_bound(config.energy, final.shape[1]) if config.normalize else None
-        figures.append(plots.energy_histogram(genuine, impostor, margin=config.margin,
+        figures.append(plots.energy_histogram(genuine, impostor,
+                                              margin=energy_margin(config.loss, config.margin),
                                               x_range=(0, bound) if bound else None))
         if roc is not None:
             figures.append(plots.roc_curves([{"name": config.loss, "fpr": roc.fpr,
@@ -540,7 +542,7 @@ def train_speed(config: RunConfig, faceset, repeats: int) -> dict:
 @register("train-grid", "images/s and s/epoch of each network x loss x miner", _train_arguments)
 def train(args: argparse.Namespace) -> dict:
     from lab.data import load_for_config
-    from lab.losses import LOSSES
+    from lab.loss_specs import LOSSES
 
     result = _start(args, "train")
     base = (_quick_config(epochs=1, steps_per_epoch=2) if args.quick else RunConfig())

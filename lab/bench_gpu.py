@@ -136,7 +136,7 @@ def syncs_part(device: torch.device, quick: bool) -> dict:
     """Per loss and miner: torch calls that sync (any device) and, on CUDA, the syncs
     torch.cuda.set_sync_debug_mode reports, over one step after a warm-up step."""
     from lab.data import load_for_config
-    from lab.losses import LOSSES
+    from lab.loss_specs import LOSSES
     from lab.train import Trainer
 
     config = _base(device.type, network="cnn", epochs=1, augment=False)

@@ -43,7 +43,7 @@ def _att_recipe(data_dir: str) -> RunConfig:
 
 def default_cases(data_dir: str | None, quick: bool) -> list[tuple[str, RunConfig]]:
     """The issue's two cases first (default lesson; ArcFace at 48 px), then the other nets."""
-    from lab.losses import LOSSES
+    from lab.loss_specs import LOSSES
 
     if quick:
         small = RunConfig(num_identities=12, images_per_identity=4, image_size=16,

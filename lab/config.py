@@ -51,7 +51,7 @@ class RunConfig:
     embedding_dim: int = 32
     normalize: bool = True  # L2-normalise embeddings (FaceNet)
     # energy and loss
-    # energy and margin: None = the loss's own (lab.fields.LOSS_DEFAULTS), so RunConfig(loss=
+    # energy and margin: None = the loss's own (lab.loss_specs.LOSS_DEFAULTS), so RunConfig(loss=
     # "arcface") trains with m = 0.5 rad on the cosine energy, as the CLI, the URL and the Train
     # page do. They are filled in at construction and are never None afterwards.
     energy: str | None = None

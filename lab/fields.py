@@ -7,51 +7,37 @@ makes "every value a link may carry opens the page" true: a slider's comfortable
 widened to hold any allowed value (:meth:`Field.slider`), so the config can never hold a
 value the widget refuses (Streamlit raises ``StreamlitValueAboveMaxError`` when it does).
 
-Per-loss defaults (the energy and the margin a loss comes with) live in :data:`LOSS_DEFAULTS`,
-the one place :class:`lab.config.RunConfig`, the CLI, the URL, the loss specs
-(:mod:`lab.losses`) and the Train page take them from: choosing ArcFace anywhere gives
-m = 0.5 rad on the cosine energy, never the contrastive loss's m = 1.
+What belongs to a loss (the loss names, the energy and the margin each loss comes with, the
+margin's range when it is an angle) is not written here: it is read, live, from the loss
+registry (:mod:`lab.loss_specs`), the one place :class:`lab.config.RunConfig`, the CLI, the
+URL and the Train page take it from: choosing ArcFace anywhere gives m = 0.5 rad on the cosine
+energy, never the contrastive loss's m = 1, and a loss registered later is a choice at once.
 
-This module imports nothing heavy (no torch, no Streamlit): lab.config reads it.
+This module imports no Streamlit; it imports torch through the loss registry.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from lab import limits
+from lab.loss_specs import LOSS_DEFAULTS, LOSS_NAMES, MARGIN_RANGES, loss_defaults, uses_margin
+
+__all__ = ["CHOICES", "DATASETS", "DEVICES", "ENERGIES", "FIELDS", "LOSSES", "LOSS_DEFAULTS",
+           "MINERS", "NETWORKS", "OPTIMIZERS", "PIPELINES", "RANGES", "URL_FIELDS", "Field",
+           "loss_defaults", "problems_of", "uses_margin"]
 
 DATASETS = ("synthetic", "digits", "att", "olivetti", "mnist", "fashion-mnist", "lfw", "folder")
 NETWORKS = ("linear", "mlp", "cnn", "resnet")
 ENERGIES = ("l1", "l2", "sqeuclidean", "cosine")
-LOSSES = ("contrastive", "chopra", "naive", "triplet", "arcface", "cosface", "softmax")
+LOSSES = LOSS_NAMES  # the registered losses (a live view of lab.loss_specs.LOSSES)
 MINERS = ("all", "random", "semihard", "batchhard")
 OPTIMIZERS = ("adam", "sgd")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PIPELINES = ("none", "aligned", "aligned+hist", "aligned+clahe", "aligned+tantriggs")
-
-# The energy and margin each loss comes with (contrastive m, triplet α, ArcFace m in radians,
-# CosFace m). Chopra, naive and softmax have no margin of their own; their value is the
-# semi-hard miner's window (Chopra, naive) and the geometry page's starting half-plane.
-LOSS_DEFAULTS: dict[str, dict[str, Any]] = {
-    "contrastive": {"energy": "l2", "margin": 1.0},
-    "chopra": {"energy": "l1", "margin": 1.0},
-    "naive": {"energy": "l2", "margin": 1.0},
-    "triplet": {"energy": "sqeuclidean", "margin": 0.2},
-    "arcface": {"energy": "cosine", "margin": 0.5},
-    "cosface": {"energy": "cosine", "margin": 0.35},
-    "softmax": {"energy": "cosine", "margin": 1.0},
-}
-CLASSIFIER_LOSSES = ("arcface", "cosface", "softmax")
-
-
-def loss_defaults(loss: str) -> dict[str, Any]:
-    """The fields a loss brings with it (energy, margin); the contrastive loss's for an unknown
-    name (the config check reports the name itself)."""
-    return dict(LOSS_DEFAULTS.get(loss, LOSS_DEFAULTS["contrastive"]))
-
 
 @dataclass(frozen=True)
 class Field:
@@ -76,7 +62,7 @@ class Field:
     optional: bool = False
     widget: tuple[float, float, float] | None = None
     options: tuple[float, ...] | None = None
-    by_loss: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    by_loss: Mapping[str, tuple[float, float, float]] = field(default_factory=dict)
     url: bool = True
 
     def bounds(self, loss: str | None = None) -> tuple[float, float]:
@@ -177,7 +163,7 @@ FIELDS: dict[str, Field] = {f.name: f for f in (
     Field("margin", "float", "The loss's margin (contrastive m, triplet α, ArcFace m in "
           "radians, CosFace m); for Chopra and naive, the semi-hard miner's window.",
           low=0.0, high=10.0, widget=(0.0, 4.0, 0.05),
-          by_loss={"arcface": (0.0, 1.5, 0.05), "cosface": (0.0, 1.5, 0.05)}),
+          by_loss=MARGIN_RANGES),
     Field("scale", "float", "ArcFace / CosFace s: radius of the hypersphere the logits live "
           "on.", low=1.0, high=128.0, widget=(1.0, 64.0, 1.0)),
     Field("chopra_q", "float", "Chopra's Q, the upper bound of the energy (empty: the bound "
@@ -231,10 +217,3 @@ def problems_of(values: dict[str, Any]) -> list[str]:
         if wrong:
             found.append(wrong)
     return found
-
-
-def uses_margin(loss: str, miner: str) -> bool:
-    """Whether a run with this loss and miner reads ``config.margin``: the losses whose margin
-    it is, and the semi-hard miner of the pair losses (its window E_ap < E_an < E_ap + m)."""
-    return loss in ("contrastive", "triplet", "arcface", "cosface") or (
-        miner == "semihard" and loss in ("chopra", "naive"))

@@ -57,99 +57,37 @@ the Chopra loss).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from lab.energy import energy_matrix_np
-from lab.losses import (
-    CHOPRA_RATE,
-    chopra_genuine,
-    chopra_impostor,
-    contrastive_genuine,
-    contrastive_impostor,
-    naive_genuine,
-    naive_impostor,
-)
+from lab.loss_specs import LOSSES
+from lab.losses import PairLossTerms
 
-PAIR_LOSSES = ("contrastive", "chopra", "naive")
 TRIPLET_REGIONS = ("easy", "semi-hard", "hard")
 
-Curve = Callable[[np.ndarray], np.ndarray]
+
+def pair_losses() -> tuple[str, ...]:
+    """The registered losses with an (E_G, E_I) view: the pair losses (their spec's terms)."""
+    return tuple(name for name, spec in LOSSES.items() if spec.pair_terms is not None)
 
 
-@dataclass(frozen=True)
-class PairLossTerms:
-    """L_G, L_I and their derivatives for one pair loss with its parameters fixed.
-
-    minimisers(e_max): the analytic minimisers of H in the box [0, e_max]^2 (the end points when
-    they form a segment). ``impostor_floor``: inf of L_I over [0, ∞) (−∞ when unbounded
-    below); ``floor_reached_at``: the smallest E_I where L_I equals that floor, None when it is
-    only approached as E_I → ∞. Together they decide condition 2 for unbounded energies.
-    """
-
-    name: str
-    genuine: Curve
-    impostor: Curve
-    genuine_slope: Curve
-    impostor_slope: Curve
-    minimisers: Callable[[float], list[tuple[float, float]]]
-    impostor_floor: float = 0.0
-    floor_reached_at: float | None = None
+PAIR_LOSSES = pair_losses()  # the built-in ones, for tests and pages that list them
 
 
 def pair_loss_terms(loss: str, *, loss_margin: float = 1.0, q: float = 2.0) -> PairLossTerms:
-    """The partial terms of a pair loss: ``loss_margin`` is the contrastive m_c, ``q`` Chopra's Q.
+    """The partial terms of a pair loss (its spec's ``pair_terms``): ``loss_margin`` is the
+    contrastive m_c, ``q`` Chopra's Q.
 
     Kept apart from the margin m of the conditions: the page varies both to show that the
     contrastive loss only guarantees margins m < m_c.
     """
-    if loss == "contrastive":
-        def contrastive_minimisers(e_max: float) -> list[tuple[float, float]]:
-            # H = 0 exactly on the segment E_G = 0, E_I >= m_c.
-            if loss_margin >= e_max:
-                return [(0.0, e_max)]
-            return [(0.0, max(loss_margin, 0.0)), (0.0, e_max)]
-
-        return PairLossTerms(
-            name=loss,
-            genuine=lambda E: contrastive_genuine(np.asarray(E, dtype=float)),
-            impostor=lambda E: contrastive_impostor(np.asarray(E, dtype=float), loss_margin),
-            genuine_slope=lambda E: np.asarray(E, dtype=float),
-            impostor_slope=lambda E: -np.maximum(loss_margin - np.asarray(E, dtype=float), 0.0),
-            minimisers=contrastive_minimisers,
-            impostor_floor=0.0,
-            floor_reached_at=max(loss_margin, 0.0),
-        )
-    if loss == "chopra":
-        if not q > 0:
-            raise ValueError(f"Chopra's Q must be > 0, got {q}")
-        return PairLossTerms(
-            name=loss,
-            genuine=lambda E: chopra_genuine(np.asarray(E, dtype=float), q),
-            impostor=lambda E: chopra_impostor(np.asarray(E, dtype=float), q),
-            genuine_slope=lambda E: 4.0 / q * np.asarray(E, dtype=float),
-            impostor_slope=lambda E: -2.0 * CHOPRA_RATE * np.exp(
-                -CHOPRA_RATE * np.asarray(E, dtype=float) / q),
-            # L_G grows and L_I strictly decreases: the minimum is the corner E_G = 0, E_I = E_max.
-            minimisers=lambda e_max: [(0.0, e_max)],
-            impostor_floor=0.0,
-            floor_reached_at=None,  # 2Q e^{-2.77 E/Q} > 0 for every finite E
-        )
-    if loss == "naive":
-        return PairLossTerms(
-            name=loss,
-            genuine=lambda E: naive_genuine(np.asarray(E, dtype=float)),
-            impostor=lambda E: naive_impostor(np.asarray(E, dtype=float)),
-            genuine_slope=lambda E: np.ones_like(np.asarray(E, dtype=float)),
-            impostor_slope=lambda E: -np.ones_like(np.asarray(E, dtype=float)),
-            # in a box: H = E_G − E_I is smallest at the corner (0, E_max), like Chopra's
-            minimisers=lambda e_max: [(0.0, e_max)],
-            impostor_floor=-np.inf,  # −E → −∞: no minimum once energies are unbounded
-            floor_reached_at=None,
-        )
-    raise ValueError(f"no (E_G, E_I) view for loss {loss!r}; pair losses: {', '.join(PAIR_LOSSES)}")
+    spec = LOSSES.get(loss)
+    if spec is None or spec.pair_terms is None:
+        raise ValueError(f"no (E_G, E_I) view for loss {loss!r}; pair losses: "
+                         f"{', '.join(pair_losses())}")
+    return spec.pair_terms(loss_margin=loss_margin, q=q)
 
 
 def h_value(loss: str, e_genuine, e_impostor, *, loss_margin: float = 1.0,

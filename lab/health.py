@@ -46,6 +46,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from lab.loss_specs import LOSSES
+
 COLLAPSE_SPREAD = 0.03  # spread / norm below this: all embeddings in one point
 STUCK_SHARE = 0.98  # share of impostors (triplets) inside the margin, at or above: stuck
 STUCK_DROP = 0.02  # loss fell less than this share over the last reports: not falling
@@ -58,7 +60,13 @@ OVERFIT_GAP = 0.15  # while it is this far above the training EER (15 points)
 MAX_IMPOSTORS = 20000  # impostor pairs sampled for the statistics
 MAX_TRIPLETS = 20000  # triplets sampled for the triplet statistics
 
-MARGIN_LOSSES = ("contrastive", "triplet")
+
+
+def _margin_kind(loss: str) -> str | None:
+    """"energy" (impostor pairs inside m), "gap" (triplets inside α) or None: the margins whose
+    inside the monitor counts (lab.loss_specs.MARGIN_KINDS)."""
+    spec = LOSSES.get(loss)
+    return spec.margin_kind if spec is not None and spec.margin_kind in ("energy", "gap") else None
 
 
 @dataclass(frozen=True)
@@ -116,9 +124,9 @@ def inside_margin_share(embeddings: np.ndarray, labels: np.ndarray, loss: str, e
     from lab.evaluate import verification_pairs
 
     labels = np.asarray(labels)
-    if loss not in MARGIN_LOSSES or len(np.unique(labels)) < 2:
+    if _margin_kind(loss) is None or len(np.unique(labels)) < 2:
         return None
-    if loss == "contrastive":
+    if _margin_kind(loss) == "energy":
         i, j, same = verification_pairs(labels, max_impostor=MAX_IMPOSTORS, seed=seed)
         e = pairwise_energy_np(embeddings[i[~same]], embeddings[j[~same]], energy)
         return float(np.mean(e < margin)) if e.size else None
@@ -227,9 +235,9 @@ def diagnose(records: Sequence[dict], config) -> list[Finding]:
     inside = _series(records, "inside_margin")
     losses = [(int(r.get("epoch", 0)), float(r["loss"])) for r in records
               if r.get("loss") is not None and math.isfinite(float(r["loss"]))]
-    if config.loss in MARGIN_LOSSES and inside and inside[-1][1] >= STUCK_SHARE and (
+    if _margin_kind(config.loss) and inside and inside[-1][1] >= STUCK_SHARE and (
             _beyond_reach(config, margin) or (len(losses) >= 2 and not _falling(losses))):
-        what = "impostor pairs" if config.loss == "contrastive" else "triplets"
+        what = "impostor pairs" if _margin_kind(config.loss) == "energy" else "triplets"
         why = ("which none can ever leave" if _beyond_reach(config, margin)
                else f"and the loss ({losses[-1][1]:.3g}) no longer falls")
         found.append(Finding(

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from lab.energy import energy_matrix
-from lab.losses import LOSSES
+from lab.loss_specs import LOSSES
 from lab.mining import mine
 
 REGIONS = ("hard", "semi-hard", "easy")
@@ -103,11 +103,12 @@ def margin_of(config) -> float:
 def boundary_for(config) -> Callable[[np.ndarray], np.ndarray]:
     """y of the margin line at x (see the module doc)."""
     m = margin_of(config)
-    if config.loss == "cosface":
+    spec = LOSSES[config.loss]
+    if spec.margin_kind == "cosine":  # CosFace: cos θ_n = cos θ_y − m
         return lambda x: np.arccos(np.clip(np.cos(np.asarray(x, float)) - m, -1.0, 1.0))
-    if config.loss == "softmax":
+    if spec.kind == "classifier" and spec.margin_kind is None:  # softmax: θ_n = θ_y
         return lambda x: np.asarray(x, float)
-    return lambda x: np.asarray(x, float) + m
+    return lambda x: np.asarray(x, float) + m  # an energy, a gap or an angle added
 
 
 # --- coordinates ------------------------------------------------------------------------

@@ -6,6 +6,12 @@ genuine and Y = 1 for impostor; many tutorials flip it. Here no label arithmetic
 each loss is a genuine term L_G(E) plus an impostor term L_I(E), the H(E_G, E_I) = L_G + L_I of
 the paper's conditions (see :mod:`lab.geometry`).
 
+Each loss is one :class:`LossSpec` in :data:`LOSSES` (the end of this file): its formula and
+citation, what its margin is, its defaults, how the criterion calls it and, for a pair loss, its
+terms and their slopes for the geometry page. Every other place (RunConfig's choices, the
+field table, the criterion, the geometry page, the Train page, the CLI, the benchmarks) reads
+that registry; docs/ARCHITECTURE.md, "Add a loss", is the recipe.
+
 Every batch loss has one call shape, ``loss(embeddings, labels, *, ..., indices=None)``, where
 ``indices`` are mined pairs or triplets (:mod:`lab.mining`, all of them by default): index
 tuples, or the masked energies of :func:`lab.mining.mine_batch` that training uses (fixed
@@ -17,18 +23,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from lab.config import RunConfig
 from lab.energy import energy_bound, pairwise_energy, safe_sqrt
-from lab.fields import LOSS_DEFAULTS
-from lab.layout import LayoutCache, layout_of
+from lab.layout import layout_of
 from lab.mining import MinedPairs, MinedTriplets, mine_batch
 
 Energy = Any  # a torch.Tensor, a numpy array or a float: the partial terms accept all three
@@ -148,6 +151,15 @@ def _pair_output(mined: MinedPairs, genuine_losses: torch.Tensor,
 
 # --- pair and triplet losses ----------------------------------------------------------------
 
+def pair_batch_loss(embeddings: torch.Tensor, labels: torch.Tensor, genuine: Callable,
+                    impostor: Callable, *, energy: str, indices=None) -> LossOutput:
+    """A pair loss from its two terms: the mean over the mined pairs of L_G(E) (genuine) or
+    L_I(E) (impostor). Every pair loss below is this with its own terms; a new pair loss is
+    too (docs/ARCHITECTURE.md, "Add a loss")."""
+    pairs = _pair_energies(embeddings, labels, energy, indices)
+    return _pair_output(pairs, genuine(pairs.genuine), impostor(pairs.impostor), embeddings)
+
+
 def contrastive_loss(embeddings: torch.Tensor, labels: torch.Tensor, *, energy: str = "l2",
                      margin: float = 1.0, indices=None) -> LossOutput:
     """Contrastive loss, Hadsell, Chopra & LeCun (2006), "Dimensionality Reduction by Learning
@@ -158,9 +170,9 @@ def contrastive_loss(embeddings: torch.Tensor, labels: torch.Tensor, *, energy: 
     Why the margin: impostors farther than m cost nothing, so the loss cannot be lowered by
     blowing the embedding up; it has to cluster genuine pairs instead.
     """
-    pairs = _pair_energies(embeddings, labels, energy, indices)
-    return _pair_output(pairs, contrastive_genuine(pairs.genuine),
-                        contrastive_impostor(pairs.impostor, margin), embeddings)
+    return pair_batch_loss(embeddings, labels, contrastive_genuine,
+                           lambda E: contrastive_impostor(E, margin), energy=energy,
+                           indices=indices)
 
 
 def chopra_loss(embeddings: torch.Tensor, labels: torch.Tensor, *, energy: str = "l1",
@@ -175,9 +187,8 @@ def chopra_loss(embeddings: torch.Tensor, labels: torch.Tensor, *, energy: str =
     gradient does not vanish at E = 0, so impostors sitting on top of each other still move.
     """
     q = energy_bound(energy, embeddings.shape[1]) if q is None else q
-    pairs = _pair_energies(embeddings, labels, energy, indices)
-    return _pair_output(pairs, chopra_genuine(pairs.genuine, q),
-                        chopra_impostor(pairs.impostor, q), embeddings)
+    return pair_batch_loss(embeddings, labels, lambda E: chopra_genuine(E, q),
+                           lambda E: chopra_impostor(E, q), energy=energy, indices=indices)
 
 
 def naive_loss(embeddings: torch.Tensor, labels: torch.Tensor, *, energy: str = "l2",
@@ -193,9 +204,8 @@ def naive_loss(embeddings: torch.Tensor, labels: torch.Tensor, *, energy: str = 
     loss (lab.geometry has the derivation). The trainer stops it when the loss stops being a
     finite number.
     """
-    pairs = _pair_energies(embeddings, labels, energy, indices)
-    return _pair_output(pairs, naive_genuine(pairs.genuine), naive_impostor(pairs.impostor),
-                        embeddings)
+    return pair_batch_loss(embeddings, labels, naive_genuine, naive_impostor, energy=energy,
+                           indices=indices)
 
 
 def triplet_loss(embeddings: torch.Tensor, labels: torch.Tensor, *, energy: str = "sqeuclidean",
@@ -290,237 +300,92 @@ def softmax_loss(embeddings: torch.Tensor, labels: torch.Tensor, *, weight: torc
     return _classifier_output(embeddings @ weight.T + bias, embeddings, labels, energy)
 
 
-# --- the registry the app and the trainer read --------------------------------------------
+# --- the terms of the pair losses, with their slopes: what the geometry page draws -----------
+
+Curve = Callable[[np.ndarray], np.ndarray]
+
 
 @dataclass(frozen=True)
-class LossSpec:
-    """What the app shows about a loss and which RunConfig fields matter for it.
+class PairLossTerms:
+    """L_G, L_I and their derivatives for one pair loss with its parameters fixed.
 
-    default_margin: the loss's margin (contrastive m, triplet α, ArcFace m in radians, CosFace
-    m); for losses without one, the margin m the geometry page starts its half-plane from.
+    minimisers(e_max): the analytic minimisers of H in the box [0, e_max]^2 (the end points when
+    they form a segment). ``impostor_floor``: inf of L_I over [0, ∞) (−∞ when unbounded
+    below); ``floor_reached_at``: the smallest E_I where L_I equals that floor, None when it is
+    only approached as E_I → ∞. Together they decide condition 2 for unbounded energies
+    (:mod:`lab.geometry`).
     """
 
     name: str
-    title: str
-    kind: str  # "pair" | "triplet" | "classifier"
-    params: tuple[str, ...]
-    param_help: dict[str, str]
-    default_energy: str
-    default_margin: float
-    latex: str
-    source: str
-    function: Callable[..., LossOutput] = field(compare=False)
+    genuine: Curve
+    impostor: Curve
+    genuine_slope: Curve
+    impostor_slope: Curve
+    minimisers: Callable[[float], list[tuple[float, float]]]
+    impostor_floor: float = 0.0
+    floor_reached_at: float | None = None
 
 
-_ENERGY_HELP = "Energy E between two embeddings: L1, L2, squared L2 or cosine (1 − cos)."
-_MINER_HELP = "Which pairs or triplets of the batch the loss sees: all, random, semi-hard, " \
-              "batch-hard."
-
-LOSSES: dict[str, LossSpec] = {
-    spec.name: spec
-    for spec in (
-        LossSpec(
-            name="contrastive",
-            title="Contrastive (Hadsell 2006)",
-            kind="pair",
-            params=("energy", "margin", "miner"),
-            param_help={
-                "energy": _ENERGY_HELP,
-                "margin": "m: impostor pairs farther apart than m no longer cost anything.",
-                "miner": _MINER_HELP,
-            },
-            default_energy=LOSS_DEFAULTS["contrastive"]["energy"],
-            default_margin=LOSS_DEFAULTS["contrastive"]["margin"],
-            latex=r"L = \begin{cases} \tfrac12 E^2 & \text{genuine} \\ "
-                  r"\tfrac12 \max(0,\, m - E)^2 & \text{impostor} \end{cases}",
-            source="R. Hadsell, S. Chopra, Y. LeCun. Dimensionality Reduction by Learning an "
-                   "Invariant Mapping. CVPR 2006.",
-            function=contrastive_loss,
-        ),
-        LossSpec(
-            name="chopra",
-            title="Energy loss (Chopra 2005)",
-            kind="pair",
-            params=("energy", "chopra_q", "miner"),
-            param_help={
-                "energy": _ENERGY_HELP + " The paper uses L1.",
-                "chopra_q": "Q: upper bound of the energy; empty = the bound for unit-norm "
-                            "embeddings (2√D for L1, 2 for L2, 4 for squared L2, 2 for cosine).",
-                "miner": _MINER_HELP,
-            },
-            default_energy=LOSS_DEFAULTS["chopra"]["energy"],
-            default_margin=LOSS_DEFAULTS["chopra"]["margin"],
-            latex=r"L_G = \frac{2}{Q} E^2, \qquad L_I = 2Q\, e^{-2.77\, E / Q}",
-            source="S. Chopra, R. Hadsell, Y. LeCun. Learning a Similarity Metric "
-                   "Discriminatively, with Application to Face Verification. CVPR 2005.",
-            function=chopra_loss,
-        ),
-        LossSpec(
-            name="naive",
-            title="Naive, no margin (E_G − E_I)",
-            kind="pair",
-            params=("energy", "miner"),
-            param_help={"energy": _ENERGY_HELP, "miner": _MINER_HELP},
-            default_energy=LOSS_DEFAULTS["naive"]["energy"],
-            default_margin=LOSS_DEFAULTS["naive"]["margin"],
-            latex=r"L_G = E, \qquad L_I = -E",
-            source="Counter-example discussed in S. Chopra, R. Hadsell, Y. LeCun, CVPR 2005 "
-                   "(why conditions 1-3 require a margin).",
-            function=naive_loss,
-        ),
-        LossSpec(
-            name="triplet",
-            title="Triplet (FaceNet 2015)",
-            kind="triplet",
-            params=("energy", "margin", "miner"),
-            param_help={
-                "energy": _ENERGY_HELP + " FaceNet uses squared L2.",
-                "margin": "α: the negative must be farther than the positive by at least α.",
-                "miner": _MINER_HELP,
-            },
-            default_energy=LOSS_DEFAULTS["triplet"]["energy"],
-            default_margin=LOSS_DEFAULTS["triplet"]["margin"],
-            latex=r"L = \max\big(0,\; E(a,p) - E(a,n) + \alpha\big)",
-            source="F. Schroff, D. Kalenichenko, J. Philbin. FaceNet: A Unified Embedding for "
-                   "Face Recognition and Clustering. CVPR 2015.",
-            function=triplet_loss,
-        ),
-        LossSpec(
-            name="arcface",
-            title="ArcFace (2019)",
-            kind="classifier",
-            params=("scale", "margin"),
-            param_help={
-                "scale": "s: radius of the hypersphere the logits live on.",
-                "margin": "m (radians): angle added to the true identity's angle.",
-            },
-            default_energy=LOSS_DEFAULTS["arcface"]["energy"],
-            default_margin=LOSS_DEFAULTS["arcface"]["margin"],
-            latex=r"L = -\log \frac{e^{s\cos(\theta_y + m)}}{e^{s\cos(\theta_y + m)} + "
-                  r"\sum_{j \neq y} e^{s \cos\theta_j}}",
-            source="J. Deng, J. Guo, N. Xue, S. Zafeiriou. ArcFace: Additive Angular Margin Loss "
-                   "for Deep Face Recognition. CVPR 2019.",
-            function=arcface_loss,
-        ),
-        LossSpec(
-            name="cosface",
-            title="CosFace (2018)",
-            kind="classifier",
-            params=("scale", "margin"),
-            param_help={
-                "scale": "s: radius of the hypersphere the logits live on.",
-                "margin": "m: cosine subtracted from the true identity's cosine.",
-            },
-            default_energy=LOSS_DEFAULTS["cosface"]["energy"],
-            default_margin=LOSS_DEFAULTS["cosface"]["margin"],
-            latex=r"L = -\log \frac{e^{s(\cos\theta_y - m)}}{e^{s(\cos\theta_y - m)} + "
-                  r"\sum_{j \neq y} e^{s \cos\theta_j}}",
-            source="H. Wang, Y. Wang, Z. Zhou, X. Ji, D. Gong, J. Zhou, Z. Li, W. Liu. CosFace: "
-                   "Large Margin Cosine Loss for Deep Face Recognition. CVPR 2018.",
-            function=cosface_loss,
-        ),
-        LossSpec(
-            name="softmax",
-            title="Softmax classifier (DeepFace-style baseline)",
-            kind="classifier",
-            params=(),
-            param_help={},
-            default_energy=LOSS_DEFAULTS["softmax"]["energy"],
-            default_margin=LOSS_DEFAULTS["softmax"]["margin"],
-            latex=r"L = -\log \frac{e^{w_y^\top x + b_y}}{\sum_j e^{w_j^\top x + b_j}}",
-            source="Y. Taigman, M. Yang, M. Ranzato, L. Wolf. DeepFace: Closing the Gap to "
-                   "Human-Level Performance in Face Verification. CVPR 2014.",
-            function=softmax_loss,
-        ),
-    )
-}
+def _array(E) -> np.ndarray:
+    return np.asarray(E, dtype=float)
 
 
-def chopra_q_for(config: RunConfig) -> float:
-    """Q of the Chopra loss for a run: ``config.chopra_q`` when set, else the energy's bound.
+def contrastive_terms(*, loss_margin: float = 1.0, q: float = 2.0) -> PairLossTerms:
+    """½E² and ½max(0, m_c − E)²: slopes E and −max(0, m_c − E); H = 0 exactly on the segment
+    E_G = 0, E_I >= m_c."""
+    def minimisers(e_max: float) -> list[tuple[float, float]]:
+        if loss_margin >= e_max:
+            return [(0.0, e_max)]
+        return [(0.0, max(loss_margin, 0.0)), (0.0, e_max)]
+
+    return PairLossTerms(
+        name="contrastive",
+        genuine=lambda E: contrastive_genuine(_array(E)),
+        impostor=lambda E: contrastive_impostor(_array(E), loss_margin),
+        genuine_slope=lambda E: _array(E),
+        impostor_slope=lambda E: -np.maximum(loss_margin - _array(E), 0.0),
+        minimisers=minimisers, impostor_floor=0.0, floor_reached_at=max(loss_margin, 0.0))
+
+
+def chopra_terms(*, loss_margin: float = 1.0, q: float = 2.0) -> PairLossTerms:
+    """(2/Q)E² and 2Q e^{−2.77 E/Q}: slopes 4E/Q and −5.54 e^{−2.77 E/Q}. L_G grows and L_I
+    strictly decreases, so the minimum in a box is the corner E_G = 0, E_I = E_max; L_I > 0 for
+    every finite E, so its floor 0 is never reached."""
+    if not q > 0:
+        raise ValueError(f"Chopra's Q must be > 0, got {q}")
+    return PairLossTerms(
+        name="chopra",
+        genuine=lambda E: chopra_genuine(_array(E), q),
+        impostor=lambda E: chopra_impostor(_array(E), q),
+        genuine_slope=lambda E: 4.0 / q * _array(E),
+        impostor_slope=lambda E: -2.0 * CHOPRA_RATE * np.exp(-CHOPRA_RATE * _array(E) / q),
+        minimisers=lambda e_max: [(0.0, e_max)], impostor_floor=0.0, floor_reached_at=None)
+
+
+def naive_terms(*, loss_margin: float = 1.0, q: float = 2.0) -> PairLossTerms:
+    """E and −E: slopes 1 and −1. In a box H = E_G − E_I is smallest at the corner (0, E_max),
+    like Chopra's; unbounded, −E → −∞ has no minimum."""
+    return PairLossTerms(
+        name="naive",
+        genuine=lambda E: naive_genuine(_array(E)),
+        impostor=lambda E: naive_impostor(_array(E)),
+        genuine_slope=lambda E: np.ones_like(_array(E)),
+        impostor_slope=lambda E: -np.ones_like(_array(E)),
+        minimisers=lambda e_max: [(0.0, e_max)], impostor_floor=-np.inf, floor_reached_at=None)
+
+
+def chopra_q(q: float | None, energy: str, embedding_dim: int) -> float:
+    """Q of the Chopra loss: ``q`` when set, else the energy's bound.
 
     Q must be an upper bound of the energy (the paper's eq. 7 assumes E <= Q). With
-    L2-normalised embeddings (``config.normalize``) every embedding has norm 1, so
-    Q = 2√D (L1), 2 (L2), 4 (squared L2) or 2 (cosine) bounds the energy exactly
-    (:func:`lab.energy.energy_bound`). Without normalisation nothing bounds the energy; the same
-    value is then used as the default, which is the bound for embeddings inside the unit ball;
-    larger energies still train (L_I just flattens), and ``chopra_q`` overrides it.
+    L2-normalised embeddings every embedding has norm 1, so Q = 2√D (L1), 2 (L2), 4 (squared
+    L2) or 2 (cosine) bounds the energy exactly (:func:`lab.energy.energy_bound`). Without
+    normalisation nothing bounds the energy; the same value is then used as the default, which
+    is the bound for embeddings inside the unit ball; larger energies still train (L_I just
+    flattens), and ``chopra_q`` overrides it.
     """
-    if config.chopra_q is not None:
-        if not config.chopra_q > 0:
-            raise ValueError(f"chopra_q must be > 0 (an upper bound of the energy), "
-                             f"got {config.chopra_q}")
-        return float(config.chopra_q)
-    return energy_bound(config.energy, config.embedding_dim)
-
-
-class Criterion(nn.Module):
-    """The loss of a run as a module: mining per ``config.miner``, then the loss.
-
-    Classifier losses (ArcFace, CosFace, softmax) hold their head here as parameters (one row
-    per training identity), so the optimiser must see ``criterion.parameters()`` too; their
-    labels must be 0..num_classes-1. Pair losses mine pairs and triplet losses mine triplets
-    (see :func:`lab.mining.mine`: "semihard"/"batchhard" give pair losses the pairs of the
-    semi-hard / batch-hard triplets).
-    """
-
-    def __init__(self, config: RunConfig, num_classes: int):
-        super().__init__()
-        if config.loss not in LOSSES:
-            raise ValueError(f"unknown loss {config.loss!r}; expected one of "
-                             f"{', '.join(LOSSES)}")
-        self.config = config
-        self.spec = LOSSES[config.loss]
-        self.num_classes = num_classes
-        self.weight: nn.Parameter | None = None
-        self.bias: nn.Parameter | None = None
-        if self.spec.kind == "classifier":
-            if num_classes < 2:
-                raise ValueError(f"a classifier loss needs at least 2 identities, "
-                                 f"got {num_classes}")
-            # Drawn from torch's global RNG, so the run's seed fixes the head like the network.
-            self.weight = nn.Parameter(torch.empty(num_classes, config.embedding_dim))
-            if config.loss == "softmax":
-                nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-                self.bias = nn.Parameter(torch.zeros(num_classes))
-            else:
-                nn.init.xavier_normal_(self.weight)
-        self.q = chopra_q_for(config) if config.loss == "chopra" else None
-        self.layouts = LayoutCache()  # the layouts of the batches seen, by label pattern
-
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor,
-                generator: torch.Generator | None = None, layout=None) -> LossOutput:
-        """The loss of one batch. ``layout``: the batch's :class:`lab.layout.BatchLayout` on the
-        embeddings' device (the trainer passes it, computed on the host once per trainer);
-        without it the layout comes from the labels (on a GPU, reading them waits once per
-        new label pattern: the cache keeps the few last). ``generator``: the random miner's,
-        on the same device, so its draws never leave it."""
-        config, kind = self.config, self.spec.kind
-        if kind == "classifier":
-            # Checked where it is free: on a GPU reading min/max would wait for the device every
-            # step, and the Trainer (which passes a layout) remapped its labels to 0..C-1 on the
-            # host before they moved.
-            if layout is None and labels.device.type == "cpu" and labels.numel() and (
-                    int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
-                raise ValueError(f"classifier labels must lie in 0..{self.num_classes - 1}")
-            if config.loss == "softmax":
-                return softmax_loss(embeddings, labels, weight=self.weight, bias=self.bias,
-                                    energy=config.energy)
-            return self.spec.function(embeddings, labels, weight=self.weight, scale=config.scale,
-                                      margin=config.margin, energy=config.energy)
-        if layout is None:
-            layout = self.layouts.get(labels, embeddings.device)
-        indices = mine_batch(config.miner, kind, embeddings, config.energy, layout,
-                             config.margin, generator)
-        if config.loss == "chopra":
-            return chopra_loss(embeddings, labels, energy=config.energy, q=self.q,
-                               indices=indices)
-        if config.loss == "naive":
-            return naive_loss(embeddings, labels, energy=config.energy, indices=indices)
-        return self.spec.function(embeddings, labels, energy=config.energy, margin=config.margin,
-                                  indices=indices)
-
-
-def build_criterion(config: RunConfig, num_classes: int) -> Criterion:
-    """The criterion of a run (``num_classes`` = training identities, used by classifier heads)."""
-    return Criterion(config, num_classes)
+    if q is not None:
+        if not q > 0:
+            raise ValueError(f"chopra_q must be > 0 (an upper bound of the energy), got {q}")
+        return float(q)
+    return energy_bound(energy, embedding_dim)

@@ -17,15 +17,21 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from lab.loss_specs import LOSSES, margin_on_energy_axis
 from lab.plots import COLORS, style
-
-ENERGY_MARGIN_LOSSES = ("contrastive",)  # losses whose margin is an energy
-GAP_MARGIN_LOSSES = ("triplet",)  # losses whose margin is on d(a,n) − d(a,p)
 
 
 def energy_margin(loss: str, margin: float) -> float | None:
-    """The margin to draw on the energy axis: the contrastive m; None for every other loss."""
-    return float(margin) if loss in ENERGY_MARGIN_LOSSES else None
+    """The margin to draw on the energy axis: the margin of a loss whose margin is an energy
+    (its spec's ``margin_kind``: the contrastive m); None for every other loss (a triplet's α
+    is a gap, drawn on the gap histogram; an ArcFace m is an angle)."""
+    return float(margin) if margin_on_energy_axis(loss) else None
+
+
+def margin_on_gap_axis(loss: str) -> bool:
+    """Whether the loss's margin is a gap d(a,n) − d(a,p), drawn on the gap histogram."""
+    spec = LOSSES.get(loss)
+    return spec is not None and spec.margin_kind == "gap"
 
 
 def triplet_gaps(energies: np.ndarray, labels: np.ndarray, *, max_points: int = 5000,

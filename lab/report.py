@@ -116,7 +116,7 @@ class Report:
 
     def formula(self, loss: str) -> None:
         """The loss's formula as MathML (drawn by the browser), its LaTeX and its source."""
-        from lab.losses import LOSSES
+        from lab.loss_specs import LOSSES
 
         spec = LOSSES.get(loss)
         if spec is None:

@@ -73,7 +73,7 @@ def default_name(config: RunConfig, when: float | None = None) -> str:
     """A name that tells a class's first runs apart: the loss, its margin when it has one, the
     dataset, and the time it started (every student's first run used to be "contrastive on
     synthetic"). Names are for people; the app identifies runs by id."""
-    from lab.losses import LOSSES
+    from lab.loss_specs import LOSSES
 
     spec = LOSSES.get(config.loss)
     margin = f" m={config.margin:g}" if spec is not None and "margin" in spec.params else ""

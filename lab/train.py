@@ -198,9 +198,9 @@ class Trainer:
 
     def __init__(self, config: RunConfig, faceset=None, *, time_budget: float | None = None,
                  report_every: int | None = None, probes: bool = True, evaluate: bool = True):
+        from lab.criterion import build_criterion
         from lab.data import load_for_config
         from lab.data.splits import split_for_config
-        from lab.losses import build_criterion
         from lab.models import build_model
         from lab.train_path import path_for_config
 

@@ -21,7 +21,7 @@ def config_from_query(params: Mapping[str, object],
                       base: RunConfig | None = None) -> tuple[RunConfig, list[str]]:
     """Parse query parameters into a RunConfig; returns it and the warnings to show.
 
-    The loss is read first and brings its own energy and margin (lab.fields.LOSS_DEFAULTS), as
+    The loss is read first and brings its own energy and margin (lab.loss_specs.LOSS_DEFAULTS), as
     on the Train page and in the CLI; ``energy`` and ``margin`` in the link then override them.
     A link made by :func:`config_to_query` therefore reads back as the same config.
     """

@@ -106,7 +106,7 @@ def _weights(trainer) -> dict[str, torch.Tensor]:
 def test_two_trainers_started_together_get_the_weights_their_seeds_give_alone(monkeypatch):
     """Trainer B seeding the global RNG while trainer A is between its model and its head
     would give A a head drawn from B's stream; the seeding lock makes A finish first."""
-    import lab.losses
+    import lab.criterion
     from lab.data import load_for_config
     from lab.train import Trainer
 
@@ -117,13 +117,13 @@ def test_two_trainers_started_together_get_the_weights_their_seeds_give_alone(mo
     alone = {seed: _weights(Trainer(config.replace(seed=seed), faces, probes=False))
              for seed in (1, 2)}
     assert not torch.equal(alone[1]["head.weight"], alone[2]["head.weight"])
-    real = lab.losses.build_criterion
+    real = lab.criterion.build_criterion
 
     def slow_criterion(*args, **kwargs):
         time.sleep(0.2)  # the other thread gets its turn here
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(lab.losses, "build_criterion", slow_criterion)
+    monkeypatch.setattr(lab.criterion, "build_criterion", slow_criterion)
     together: dict[int, dict] = {}
     start = threading.Barrier(2)
 

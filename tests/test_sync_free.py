@@ -16,9 +16,10 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from lab.config import RunConfig
+from lab.criterion import build_criterion
 from lab.energy import energy_matrix
 from lab.layout import LayoutCache, layout_of, pattern
-from lab.losses import LOSSES, build_criterion
+from lab.loss_specs import LOSSES
 from lab.mining import (
     MINERS,
     MinedPairs,
@@ -110,13 +111,7 @@ def _index_form(loss: str, miner: str, embeddings, labels, generator):
     spec = LOSSES[loss]
     energies = energy_matrix(embeddings.detach(), config.energy)
     indices = mine(miner, spec.kind, energies, labels, config.margin, generator)
-    criterion = build_criterion(config, 20)
-    kwargs = {"energy": config.energy, "indices": indices}
-    if loss == "chopra":
-        kwargs["q"] = criterion.q
-    elif loss != "naive":
-        kwargs["margin"] = config.margin
-    return spec.function(embeddings, labels, **kwargs)
+    return spec.function(embeddings, labels, indices=indices, **spec.arguments(config))
 
 
 @pytest.mark.parametrize("loss", [n for n, s in LOSSES.items() if s.kind != "classifier"])

@@ -8,7 +8,7 @@ import inspect
 import streamlit as st
 
 from lab import plots
-from lab.losses import LOSSES
+from lab.loss_specs import LOSSES
 from lab.runs import RunError, RunStore
 from ui import icons
 

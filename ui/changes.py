@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from lab import fields
-from lab.losses import LOSSES
+from lab.loss_specs import LOSSES
 from ui import icons
 
 

@@ -9,7 +9,7 @@ import ui
 from lab import plots
 from lab.changes import markers, setting_at
 from lab.energy import energy_bound, energy_matrix_np
-from lab.margin_view import energy_margin, gap_histogram, triplet_gaps
+from lab.margin_view import energy_margin, gap_histogram, margin_on_gap_axis, triplet_gaps
 from lab.views import (
     eta_seconds,
     live_map,
@@ -164,7 +164,7 @@ def live_view(job, config, presenter: bool = False) -> None:
                                              title=f"Energies, epoch "
                                              f"{latest.epoch}", presenter=presenter)
                 st.plotly_chart(fig, width="stretch", key="live-hist")
-                if config.loss == "triplet":
+                if margin_on_gap_axis(config.loss):
                     gaps = triplet_gaps(energy_matrix_np(emb, config.energy), labels,
                                         max_points=3000, seed=config.data_seed)
                     st.plotly_chart(gap_histogram(gaps, now, presenter=presenter,
