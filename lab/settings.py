@@ -46,6 +46,12 @@ def data_root() -> Path:
     return Path(value).expanduser() if value else REPO_ROOT / "data"
 
 
+def cache_dir(kind: str) -> Path:
+    """Where computed or downloaded data of one kind is cached ("sklearn", "torchvision",
+    "pipeline", ...): data/cache/<kind>."""
+    return data_root() / "cache" / kind
+
+
 def runs_root() -> Path:
     """The run store: $METRIC_LAB_RUNS, else data/runs under the repository."""
     value = _text("METRIC_LAB_RUNS")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lab import settings
-from lab.settings import data_root, downloads_allowed
+from lab.settings import cache_dir, data_root, downloads_allowed
 from lab.data.errors import DatasetError
 from lab.data.faceset import DataSource, FaceSet, LoadReport
 
@@ -40,11 +40,6 @@ class DatasetInfo:
     availability: str  # one of AVAILABILITY
     reason: str  # why, in words (where it is cached, what to do when unavailable)
     source: DataSource
-
-
-def cache_dir(kind: str) -> Path:
-    """Where downloads of one kind ("sklearn", "torchvision") are cached."""
-    return data_root() / "cache" / kind
 
 
 def att_candidates() -> list[Path]:

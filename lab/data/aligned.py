@@ -70,7 +70,7 @@ def cache_key(fingerprint: str, pipeline: str, image_size: int, channels: int | 
 
 
 def pipeline_cache_dir() -> Path:
-    from lab.data import cache_dir
+    from lab.settings import cache_dir
 
     return cache_dir("pipeline")
 
