@@ -10,15 +10,14 @@ Downloads are allowed unless ``METRIC_LAB_OFFLINE=1`` or ``download=False``.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lab import settings
-from lab.settings import cache_dir, data_root, downloads_allowed
 from lab.data.errors import DatasetError
 from lab.data.faceset import DataSource, FaceSet, LoadReport
+from lab.settings import cache_dir, data_root, downloads_allowed
 
 __all__ = [
     "DatasetError", "DatasetInfo", "DataSource", "FaceSet", "LoadReport", "att_dir", "cache_dir",
