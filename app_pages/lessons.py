@@ -202,7 +202,7 @@ for k, (label, config) in enumerate(lesson.variants):
         else:
             st.page_link("app_pages/geometry.py", label=f"Open “{label}” on the geometry page",
                          icon=icons.GEOMETRY, query_params=geometry_query(config))
-if lesson.trains and any("init_scale" in config.extra for _, config in lesson.variants):
+if lesson.trains and any(config.init_scale is not None for _, config in lesson.variants):
     st.caption("The Train page cannot set the collapsed start (the last layer scaled by 0.01) "
                "of this lesson; the runs this page trains use it.")
 if lesson.trains and any("train_images_per_identity" in config.extra

@@ -50,6 +50,10 @@ class RunConfig:
     network: str = "cnn"
     embedding_dim: int = 32
     normalize: bool = True  # L2-normalise embeddings (FaceNet)
+    # channels of the first conv (cnn, resnet) or hidden units (mlp); None: 32, or 256 for mlp
+    width: int | None = None
+    # the head's initial weights times this (a collapsed start: lesson "plateau"); None: as drawn
+    init_scale: float | None = None
     # energy and loss
     # energy and margin: None = the loss's own (lab.loss_specs.LOSS_DEFAULTS), so RunConfig(loss=
     # "arcface") trains with m = 0.5 rad on the cosine energy, as the CLI, the URL and the Train
@@ -69,6 +73,11 @@ class RunConfig:
     k_images: int = 4
     steps_per_epoch: int | None = None  # None: one pass over the training images
     augment: bool = False
+    augment_scale: float = 0.85  # smallest share of the image area an augmentation crop keeps
+    augment_brightness: float = 0.2  # brightness jitter of the augmentation (+/-)
+    # "cosine": the learning rate falls to 0 along a half cosine over the epochs or the time
+    # budget, whichever ends first (settles the weights at the end); "constant": it stays
+    lr_schedule: str = "constant"
     # Face pipeline of every image, in training and in Verify (lab.facepipe.PIPELINES): "none"
     # (whole image, as before), "aligned" (detect, 5-point align, crop), "aligned+tantriggs" ...
     pipeline: str = "none"
@@ -79,12 +88,24 @@ class RunConfig:
     flip_average: bool = False
     seed: int = 0
     device: str = "auto"
+    # Run metadata and lesson inputs (a sweep's name, a geometry view's m ...), never a learning
+    # setting: those are fields above.
     extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=True)
 
     def __post_init__(self) -> None:
         for name, value in loss_defaults(self.loss).items():
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)
+        # Runs saved before these settings were fields kept them in ``extra``: such a key is the
+        # setting itself, so an old config.json (or ``replace(extra={"width": 8})``) trains
+        # exactly as it did.
+        extra = self.extra if isinstance(self.extra, dict) else {}
+        moved = [key for key in LEARNING_SETTINGS if key in extra]
+        if moved:
+            for key in moved:
+                object.__setattr__(self, key, extra[key])
+            object.__setattr__(self, "extra",
+                               {k: v for k, v in extra.items() if k not in LEARNING_SETTINGS})
 
     @property
     def data_seed(self) -> int:
@@ -110,6 +131,9 @@ class RunConfig:
 
     def replace(self, **changes: Any) -> RunConfig:
         return dataclasses.replace(self, **changes)
+
+
+LEARNING_SETTINGS = ("width", "init_scale", "augment_scale", "augment_brightness", "lr_schedule")
 
 
 # Allowed values, checked at every boundary (URL, CLI, imported run): lab.fields holds the

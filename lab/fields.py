@@ -27,8 +27,8 @@ from lab import limits
 from lab.loss_specs import LOSS_DEFAULTS, LOSS_NAMES, MARGIN_RANGES, loss_defaults, uses_margin
 
 __all__ = ["CHOICES", "DATASETS", "DEVICES", "ENERGIES", "FIELDS", "LOSSES", "LOSS_DEFAULTS",
-           "MINERS", "NETWORKS", "OPTIMIZERS", "PIPELINES", "RANGES", "URL_FIELDS", "Field",
-           "loss_defaults", "problems_of", "uses_margin"]
+           "LR_SCHEDULES", "MINERS", "NETWORKS", "OPTIMIZERS", "PIPELINES", "RANGES",
+           "URL_FIELDS", "Field", "loss_defaults", "problems_of", "uses_margin"]
 
 DATASETS = ("synthetic", "digits", "att", "olivetti", "mnist", "fashion-mnist", "lfw", "folder")
 NETWORKS = ("linear", "mlp", "cnn", "resnet")
@@ -36,6 +36,7 @@ ENERGIES = ("l1", "l2", "sqeuclidean", "cosine")
 LOSSES = LOSS_NAMES  # the registered losses (a live view of lab.loss_specs.LOSSES)
 MINERS = ("all", "random", "semihard", "batchhard")
 OPTIMIZERS = ("adam", "sgd")
+LR_SCHEDULES = ("constant", "cosine")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PIPELINES = ("none", "aligned", "aligned+hist", "aligned+clahe", "aligned+tantriggs")
 
@@ -155,6 +156,12 @@ FIELDS: dict[str, Field] = {f.name: f for f in (
     Field("embedding_dim", "int", "Size of the embedding G_W(X) the energy is measured in.",
           low=2, high=limits.MAX_EMBEDDING_DIM, options=(2, 4, 8, 16, 32, 64, 128, 256)),
     Field("normalize", "bool", "Put every embedding on the unit sphere (FaceNet)."),
+    Field("width", "int", "Channels of the first layer (cnn, resnet) or hidden units (mlp); "
+          "empty: 32, or 256 for the mlp.", low=2, high=limits.MAX_WIDTH, optional=True,
+          widget=(4, 128, 4)),
+    Field("init_scale", "float", "Multiplies the head's initial weights: a small value starts "
+          "every embedding near 0, a collapsed start (empty: as initialised).", low=0.0,
+          high=10.0, optional=True),
     # energy and loss
     Field("energy", "str", "Energy E between two embeddings: L1, L2, squared L2 or cosine "
           "(1 − cos). Classifier losses train without it; it still scores the verification "
@@ -187,6 +194,13 @@ FIELDS: dict[str, Field] = {f.name: f for f in (
           high=100_000, optional=True),
     Field("augment", "bool", "Small crops, flips and brightness changes of the training "
           "faces."),
+    Field("augment_scale", "float", "Smallest share of the image area an augmentation crop "
+          "keeps.", low=0.1, high=1.0, widget=(0.3, 1.0, 0.05)),
+    Field("augment_brightness", "float", "Brightness jitter of the augmentation (+/-).",
+          low=0.0, high=1.0, widget=(0.0, 0.5, 0.05)),
+    Field("lr_schedule", "str", "constant, or cosine: the learning rate falls to 0 along a half "
+          "cosine over the epochs or the time budget, whichever ends first.",
+          choices=LR_SCHEDULES),
     Field("pipeline", "str", "Face pipeline of every image, in training and in Verify: none "
           "(the whole image), aligned (detect, 5-point align, crop), then histogram "
           "equalisation, CLAHE or Tan & Triggs lighting normalisation.", choices=PIPELINES),

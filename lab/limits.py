@@ -15,6 +15,7 @@ MIN_IDENTITIES = 2
 MAX_IMAGES_PER_IDENTITY = 50
 MAX_IMAGE_SIZE = 128  # side of the square network input
 MAX_EMBEDDING_DIM = 512
+MAX_WIDTH = 512  # channels of a network's first layer (hidden units of the mlp)
 MAX_RUN_NAME_CHARS = 80
 MIN_FACE_PIXELS = 24  # a detected face smaller than this on its short side is too small to trust
 GALLERY_MAX_PHOTOS = 60  # one classroom of known faces in the verify gallery; more is slow on a CPU

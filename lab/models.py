@@ -15,8 +15,8 @@ flat ones size their first layer from ``in_channels * image_size²``. The embedd
 bounds every energy and keeps the margin meaningful. Classifier losses (ArcFace, CosFace, softmax)
 keep their class weights in the loss criterion, never here: the model only embeds.
 
-Width: ``config.extra["width"]`` (default 32 channels for cnn/resnet, 256 units for mlp).
-``config.extra["init_scale"]`` multiplies the initial head weights (a collapsed start).
+Width: ``config.width`` (default 32 channels for cnn/resnet, 256 units for mlp).
+``config.init_scale`` multiplies the initial head weights (a collapsed start).
 
 ``config.flip_average``: at evaluation (eval mode) an image and its left-right mirror are embedded
 and their head outputs averaged before normalisation, so the embedding of a face does not depend
@@ -168,7 +168,7 @@ def build_model(config: RunConfig, in_channels: int, image_size: int | tuple[int
         raise ValueError(f"image size {height}x{width_px} is outside 4..{4 * MAX_IMAGE_SIZE}")
     dim, normalize = config.embedding_dim, config.normalize
     flat = in_channels * height * width_px
-    width = int((config.extra or {}).get("width", 256 if config.network == "mlp" else 32))
+    width = int(config.width or (256 if config.network == "mlp" else 32))
     if config.network == "linear":
         model: EmbeddingNet = LinearMetric(flat, dim, normalize)
     elif config.network == "mlp":
@@ -178,7 +178,7 @@ def build_model(config: RunConfig, in_channels: int, image_size: int | tuple[int
     else:
         model = EmbeddingNet(_resnet_body(in_channels, width), 4 * width, dim, normalize, "resnet")
     model.flip_average = bool(config.flip_average)
-    init_scale = (config.extra or {}).get("init_scale")
+    init_scale = config.init_scale
     if init_scale is not None:
         # A collapsed start (lesson "plateau"): every embedding near 0, so every pair, impostors
         # included, starts at near-zero energy.

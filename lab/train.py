@@ -283,13 +283,10 @@ class Trainer:
         # The random miner draws on the device, from its own stream (lab.mining.mine_batch).
         self.mining_generator = torch.Generator(device=self.device).manual_seed(
             config.seed + MINING_SEED_OFFSET)
-        extra = config.extra or {}
         # Smallest crop area kept by the augmentation, and the brightness jitter (+/-).
-        self.augment_scale = (float(extra.get("augment_scale", 0.85)), 1.0)
-        self.augment_brightness = float(extra.get("augment_brightness", 0.2))
-        # extra["lr_schedule"] = "cosine": the learning rate falls to 0 along a half cosine over
-        # the epochs or the time budget, whichever ends first (settles the weights at the end).
-        self.cosine_lr = extra.get("lr_schedule") == "cosine"
+        self.augment_scale = (float(config.augment_scale), 1.0)
+        self.augment_brightness = float(config.augment_brightness)
+        self.cosine_lr = config.lr_schedule == "cosine"  # (RunConfig.lr_schedule)
         self.initial_probes = self._probe_embeddings() if probes else None
         self.status = "ready"
         self.message = ""

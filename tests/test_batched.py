@@ -25,7 +25,8 @@ def test_batch_problem_allows_only_loss_parameters():
     assert batch_problem([tiny(margin=0.5), tiny(margin=1.0, loss="triplet")]) is None
     assert batch_problem([tiny(), tiny(extra={"width": 4, "sweep": "s1"})]) is None
     assert "lr" in batch_problem([tiny(), tiny(lr=0.1)])
-    assert "extra" in batch_problem([tiny(), tiny(extra={"width": 8})])
+    assert "width" in batch_problem([tiny(), tiny(extra={"width": 8})])
+    assert "extra" in batch_problem([tiny(), tiny(extra={"m": 0.5})])
     assert batch_problem([tiny(augment=True, miner="random")]) is not None
     assert batch_problem([]) == "no configs"
     with pytest.raises(ValueError, match="differ in network"):

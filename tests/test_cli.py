@@ -33,7 +33,7 @@ def test_train_json_then_runs_and_evaluate(run_root, capsys):
     result = json.loads(out.strip().splitlines()[-1])
     assert result["status"] == "done" and Path(result["folder"]).parent == run_root
     assert result["config"]["energy"] == "sqeuclidean"  # the loss's own default energy
-    assert result["config"]["margin"] == 0.2 and result["config"]["extra"] == {"width": 32}
+    assert result["config"]["margin"] == 0.2 and result["config"]["width"] == 32
     assert 0 <= result["metrics"]["test"]["eer"] <= 1
     assert "epoch 2/2" in err  # the progress bar
     assert main(["runs"]) == 0

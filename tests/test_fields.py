@@ -143,3 +143,22 @@ def test_train_opens_with_every_link(store):
             if shown.replace(test_identities=expected.test_identities) != expected:
                 failures.append((name, "the page changed the link's config"))
     assert failures == []
+
+
+def test_learning_settings_are_typed_fields_and_old_runs_still_load_them():
+    """width, init_scale, the augmentation's crop and brightness and the learning-rate schedule
+    are RunConfig fields (in the table, so links, the CLI and the run-store check read them); a
+    config.json written when they lived in ``extra`` loads them as fields and keeps the rest."""
+    old = RunConfig.from_json('{"network": "mlp", "extra": {"width": 64, "lr_schedule": '
+                              '"cosine", "augment_scale": 0.6, "sweep": "s1"}}')
+    assert (old.width, old.lr_schedule, old.augment_scale) == (64, "cosine", 0.6)
+    assert old.extra == {"sweep": "s1"}
+    assert old == RunConfig(network="mlp", width=64, lr_schedule="cosine", augment_scale=0.6,
+                            extra={"sweep": "s1"})
+    assert RunConfig.from_json(old.to_json()) == old
+    for name in ("width", "init_scale", "augment_scale", "augment_brightness", "lr_schedule"):
+        assert name in fields.FIELDS
+    assert any("width must be between" in p for p in problems(RunConfig(width=1)))
+    assert any("lr_schedule must be one of" in p for p in problems(RunConfig(lr_schedule="x")))
+    # a learning key in extra is that setting (what replace(extra=...) on an old config means)
+    assert RunConfig(width=16).replace(extra={"width": 8}).width == 8
