@@ -2,8 +2,9 @@
 
 Subcommands: ``train`` (every RunConfig field is an option), ``evaluate RUN``, ``runs``,
 ``bench ...`` (lab/bench.py). Other modules register their own subcommand with
-``add_parser(subparsers)`` (``lab/data/cli.py`` adds ``data``); they are imported lazily and
-skipped when absent, so one missing module never breaks the others.
+``add_parser(subparsers)`` (``lab/data/cli.py`` adds ``data``), listed once in :data:`PLUGINS`.
+Only the module of the command being run is imported (all of them for ``--help``); a module that
+fails to import is an error with its name, never a command that silently disappears.
 """
 
 from __future__ import annotations
@@ -24,8 +25,7 @@ from lab.fields import CHOICES, FIELDS, LOSS_DEFAULTS
 # module of the command being run is imported (all of them for --help), so a slow import (umap,
 # opencv) never delays `python -m lab train`.
 PLUGINS = {"data": "lab.data.cli", "bench": "lab.bench", "project": "lab.project",
-           "report": "lab.report",
-           "faces": "lab.faces", "reference": "lab.reference", "verify": "lab.verify"}
+           "report": "lab.report", "verify": "lab.verify"}
 
 
 def _optional(kind):
@@ -250,12 +250,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     wanted = [PLUGINS[command]] if command in PLUGINS else (
         [] if command in ("train", "evaluate", "runs") else list(dict.fromkeys(PLUGINS.values())))
     for name in wanted:
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            continue
-        if hasattr(module, "add_parser"):
-            module.add_parser(sub)
+        importlib.import_module(name).add_parser(sub)
     return parser
 
 
