@@ -202,14 +202,6 @@ for k, (label, config) in enumerate(lesson.variants):
         else:
             st.page_link("app_pages/geometry.py", label=f"Open “{label}” on the geometry page",
                          icon=icons.GEOMETRY, query_params=geometry_query(config))
-if lesson.trains and any(config.init_scale is not None for _, config in lesson.variants):
-    st.caption("The Train page cannot set the collapsed start (the last layer scaled by 0.01) "
-               "of this lesson; the runs this page trains use it.")
-if lesson.trains and any("train_images_per_identity" in config.extra
-                         for _, config in lesson.variants):
-    st.caption("The Train page cannot cut the training people to fewer images than the unseen "
-               "ones keep: opened there, each variant trains on all 10 images per person. The "
-               "runs this page trains use the cut.")
 
 # ---- a lesson without training: computed on the spot ------------------------------------
 if not lesson.trains:

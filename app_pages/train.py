@@ -143,10 +143,24 @@ def controls() -> None:
         widget("split_seed", st.number_input, "People seed")
     widget("augment", st.checkbox, "Augment faces")
     widget("flip_average", st.checkbox, "Average with the mirror image")
-    with st.expander("More settings (optimiser, validation people, steps, folds, face "
-                     "pipeline, device)"):
+    with st.expander("More settings (optimiser, schedule, width, augmentation, validation "
+                     "people, steps, folds, face pipeline, device)"):
         widget("optimizer", st.selectbox, "Optimiser")
+        widget("lr_schedule", st.selectbox, "Learning-rate schedule")
         widget("weight_decay", st.number_input, "Weight decay", format="%g", step=1e-4)
+        left, right = st.columns(2)
+        with left:
+            widget("width", st.number_input, "Width (empty = 32, mlp 256)")
+        with right:
+            widget("init_scale", st.number_input, "Head init scale (empty = as drawn)",
+                   format="%g", step=0.01)
+        left, right = st.columns(2)
+        with left:
+            widget("augment_scale", st.slider, "Augment: smallest crop")
+        with right:
+            widget("augment_brightness", st.slider, "Augment: brightness ±")
+        widget("train_images_per_identity", st.number_input,
+               "Training images per person (empty = all)")
         widget("val_identities", st.slider, "Validation identities")
         widget("steps_per_epoch", st.number_input, "Steps per epoch (empty = one pass)")
         left, right = st.columns(2)

@@ -41,6 +41,9 @@ class RunConfig:
     difficulty: float = 1.0  # synthetic faces: 0 = trivially easy, 1 = default, 2 = hard
     val_identities: int = 5
     test_identities: int = 10  # people never seen in training
+    # Cut every training person to this many images (the few-images lesson); the validation and
+    # test people keep all theirs, so runs with different cuts are judged on the same pairs.
+    train_images_per_identity: int | None = None
     fold: int | None = None  # identity fold for cross-validation (None: one seeded split)
     folds: int = 4
     # Which people are train / val / test: None follows ``seed``. Set it to retrain the same
@@ -133,7 +136,8 @@ class RunConfig:
         return dataclasses.replace(self, **changes)
 
 
-LEARNING_SETTINGS = ("width", "init_scale", "augment_scale", "augment_brightness", "lr_schedule")
+LEARNING_SETTINGS = ("width", "init_scale", "augment_scale", "augment_brightness", "lr_schedule",
+                     "train_images_per_identity")
 
 
 # Allowed values, checked at every boundary (URL, CLI, imported run): lab.fields holds the

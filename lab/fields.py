@@ -143,6 +143,9 @@ FIELDS: dict[str, Field] = {f.name: f for f in (
           "them.", low=2, high=limits.MAX_IDENTITIES, widget=(2, 20, 1)),
     Field("test_identities", "int", "People never seen in training, on whom the ROC is "
           "measured.", low=2, high=limits.MAX_IDENTITIES, widget=(2, 40, 1)),
+    Field("train_images_per_identity", "int", "Images of each training person the run learns "
+          "from (empty: all); validation and test people keep all theirs.", low=1,
+          high=limits.MAX_IMAGES_PER_IDENTITY, optional=True),
     Field("fold", "int", "Identity fold for cross-validation (empty: one seeded split).",
           low=0, high=19, optional=True),
     Field("folds", "int", "How many identity folds (with Fold set).", low=2, high=20,

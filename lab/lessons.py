@@ -258,7 +258,7 @@ def run_lesson(lesson: Lesson, store=None,
 
 def training_images_per_person(config: RunConfig) -> int:
     """Images of each training person a run learns from (the few-images lesson cuts them)."""
-    cut = (config.extra or {}).get("train_images_per_identity")
+    cut = config.train_images_per_identity
     return min(int(cut), config.images_per_identity) if cut else config.images_per_identity
 
 
@@ -481,7 +481,7 @@ _FEW_PEOPLE = {"num_identities": 25, "images_per_identity": 10, "epochs": 6,
 
 
 # Few images per person: 10 rendered per person (the unseen people keep all 10), the training
-# people cut to 2 / 5 / 10 by extra["train_images_per_identity"]; batches of 8 people x 2
+# people cut to 2 / 5 / 10 by RunConfig.train_images_per_identity; batches of 8 people x 2
 # images (K = 2 never repeats an image of a 2-image person) and 360 steps for every variant
 # (at 120 steps 10 did no better than 2 on 4 of 5 seeds: lessons-cpu-shorter-presets.json).
 _FEW_SHOTS = {"images_per_identity": 10, "k_images": 2, "epochs": 6, "steps_per_epoch": 60}
@@ -538,9 +538,9 @@ LESSON_LIST: list[Lesson] = [
               "where impostor pairs at near-zero energy are not learnt.",
         variants=(
             ("L1 energy", _v(loss="chopra", energy="l1", normalize=False, optimizer="sgd",
-                             lr=0.01, extra={"init_scale": 0.01})),
+                             lr=0.01, init_scale=0.01)),
             ("squared L2 energy", _v(loss="chopra", energy="sqeuclidean", normalize=False,
-                                     optimizer="sgd", lr=0.01, extra={"init_scale": 0.01})),
+                                     optimizer="sgd", lr=0.01, init_scale=0.01)),
         ),
         metric="eer",
         expect="the L1 run reaches a lower EER than the squared-L2 run",
@@ -677,11 +677,11 @@ LESSON_LIST: list[Lesson] = [
               "ignore.",
         variants=(
             ("2 per person", _v(loss="contrastive", **_FEW_SHOTS,
-                                extra={"train_images_per_identity": 2})),
+                                train_images_per_identity=2)),
             ("5 per person", _v(loss="contrastive", **_FEW_SHOTS,
-                                extra={"train_images_per_identity": 5})),
+                                train_images_per_identity=5)),
             ("10 per person", _v(loss="contrastive", **_FEW_SHOTS,
-                                 extra={"train_images_per_identity": 10})),
+                                 train_images_per_identity=10)),
         ),
         metric="eer",
         expect="10 images per person give a lower EER than 2",

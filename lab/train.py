@@ -221,7 +221,7 @@ class Trainer:
         images = self.faceset.images.float()
         train_ids = torch.as_tensor(sorted(self.split.train), dtype=torch.long)
         train_mask = torch.isin(labels, train_ids)
-        per_person = (config.extra or {}).get("train_images_per_identity")
+        per_person = config.train_images_per_identity
         if per_person:  # fewer images of each TRAINING person; val/test people keep all theirs
             train_mask = _first_images_of_each(labels, train_mask, int(per_person),
                                                config.data_seed)

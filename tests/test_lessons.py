@@ -90,9 +90,9 @@ def test_the_few_images_lesson_varies_only_the_training_images():
     """Same people, same unseen people with all their images, same batches and steps; K = 2 so
     a 2-image person is never paired with itself."""
     configs = [config for _, config in LESSONS["few-shot"].variants]
-    kept = [c.extra["train_images_per_identity"] for c in configs]
+    kept = [c.train_images_per_identity for c in configs]
     assert kept == [2, 5, 10]
-    bare = {c.replace(extra={}) for c in configs}
+    bare = {c.replace(train_images_per_identity=None) for c in configs}
     assert len(bare) == 1
     (base,) = bare
     assert base.images_per_identity == 10 and base.k_images <= min(kept)
@@ -106,9 +106,10 @@ def test_the_training_image_cap_keeps_the_unseen_people_whole():
     config = RunConfig(dataset="synthetic", num_identities=12, images_per_identity=6,
                        image_size=16, val_identities=2, test_identities=3, network="linear",
                        embedding_dim=4, epochs=0, device="cpu",
-                       extra={"train_images_per_identity": 2})
+                       train_images_per_identity=2)
     faceset = load_for_config(config)
-    capped, whole = Trainer(config, faceset), Trainer(config.replace(extra={}), faceset)
+    capped = Trainer(config, faceset)
+    whole = Trainer(config.replace(train_images_per_identity=None), faceset)
     assert capped.split == whole.split
     counts = torch.bincount(capped.train_labels_cpu)
     assert counts.tolist() == [2] * 7  # 12 - 2 - 3 training people, 2 images each
