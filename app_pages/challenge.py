@@ -6,9 +6,9 @@ import streamlit as st
 
 import ui
 import ui.challenge as challenge_ui
-from lab import challenge as ch
-from lab.config import RunConfig
-from lab.runs import RunError
+from lab.core.config import RunConfig
+from lab.learn.runs import RunError
+from lab.views import challenge as ch
 from ui import icons
 
 DATASET_TITLES = {"synthetic": "Synthetic faces (offline)", "digits": "Digits 8×8 (offline)",

@@ -7,12 +7,11 @@ import secrets
 import streamlit as st
 
 import ui
-from lab import plots
-from lab.config import LOSSES as LOSS_NAMES
-from lab.config import problems
+from lab.core.config import LOSSES as LOSS_NAMES
+from lab.core.config import problems
 from lab.data import DatasetError
-from lab.loss_specs import LOSSES
-from lab.views import (
+from lab.metric.loss_specs import LOSSES
+from lab.views.run_view import (
     baseline_verification,
     config_differences,
     probe_history,
@@ -22,6 +21,7 @@ from lab.views import (
     sweep_rows,
     verification_at,
 )
+from lab.viz import plots
 from ui import icons
 from ui.reports import run_report_button
 
@@ -36,7 +36,7 @@ CROSS_DATASETS = {"att": "AT&T / ORL faces", "olivetti": "Olivetti faces", "lfw"
 @st.cache_data(show_spinner="Embedding the other dataset through the run's pipeline ...",
                max_entries=8)
 def _cross_dataset(run_id: str, stamp: float, dataset: str, data_dir: str | None) -> dict:
-    from lab import crosseval
+    from lab.views import crosseval
 
     found = crosseval.cross_dataset(ui.run_store().load(run_id), dataset, data_dir)
     verification = found.pop("verification")

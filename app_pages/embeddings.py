@@ -6,9 +6,9 @@ import numpy as np
 import streamlit as st
 
 import ui
-from lab import plots
-from lab.project import project_frames, umap_ready
-from lab.views import nearest_neighbours, seen_mask
+from lab.measure.project import project_frames, umap_ready
+from lab.views.run_view import nearest_neighbours, seen_mask
+from lab.viz import plots
 from ui import icons
 
 # Faces drawn on the map at most: 400 take about 0.5 s to build into the figure once encoded,

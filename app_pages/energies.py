@@ -6,11 +6,11 @@ import numpy as np
 import streamlit as st
 
 import ui
-from lab import plots
-from lab.changes import setting_at
-from lab.energy import energy_matrix_np
-from lab.margin_view import energy_margin, gap_histogram, margin_on_gap_axis, triplet_gaps
-from lab.views import verification_of
+from lab.learn.changes import setting_at
+from lab.metric.energy import energy_matrix_np
+from lab.views.margin_view import energy_margin, gap_histogram, margin_on_gap_axis, triplet_gaps
+from lab.views.run_view import verification_of
+from lab.viz import plots
 from ui import icons
 from ui.errors import error_gallery, reference_disagreements
 from ui.inspector import inspector_for_run

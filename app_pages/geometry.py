@@ -1,8 +1,9 @@
 """Margin geometry: the (E_G, E_I) plane of Chopra, Hadsell & LeCun (2005), conditions 1-3, the
-plateau of the squared energy, and the triplet plane. All math is in lab.geometry; nothing trains.
+plateau of the squared energy, and the triplet plane. All math is in lab.metric.geometry; nothing
+trains.
 
-Every loss is judged by one rule (lab.geometry's docstring has the derivations), with energies
-bounded (the box [0, E_max]², normalised embeddings) or unbounded ([0, ∞)²). Verdicts for a
+Every loss is judged by one rule (lab.metric.geometry's docstring has the derivations), with
+energies bounded (the box [0, E_max]², normalised embeddings) or unbounded ([0, ∞)²). Verdicts for a
 half-plane margin m, contrastive margin m_c, Chopra bound Q (the page shows the same table):
 
 =========== ==== ============================================ ==============================
@@ -31,11 +32,12 @@ import streamlit as st
 import torch
 
 import ui
-from lab import geometry, plots
-from lab.energy import energy_matrix_np
-from lab.loss_specs import LOSSES
-from lab.mining import batchhard_triplets, semihard_triplets
-from lab.views import probe_history, run_label, seen_mask
+from lab.metric import geometry
+from lab.metric.energy import energy_matrix_np
+from lab.metric.loss_specs import LOSSES
+from lab.metric.mining import batchhard_triplets, semihard_triplets
+from lab.views.run_view import probe_history, run_label, seen_mask
+from lab.viz import plots
 from ui import icons
 
 VIEWS = ("contrastive", "chopra", "naive", "triplet")
@@ -178,7 +180,8 @@ def energies_at(run_id: str, _modified: float, round_index: int) -> tuple[np.nda
 
 def triplet_points(energies: np.ndarray, labels: np.ndarray, which: str,
                    alpha: float) -> tuple[np.ndarray, np.ndarray]:
-    """(d(a,p), d(a,n)) of the triplets a miner of lab.mining would pick among these images."""
+    """(d(a,p), d(a,n)) of the triplets a miner of lab.metric.mining would pick among these
+    images."""
     if which == "all":
         points = geometry.pair_points(energies, labels, max_points=1500)
         return points.e_genuine, points.e_impostor
@@ -233,7 +236,7 @@ with right:
                                                  "semihard": "semi-hard ones",
                                                  "batchhard": "hardest per anchor"}.get,
                 help="The triplets of the run's unseen probe images at this epoch, as each "
-                     "miner of lab.mining would pick them.") or "all"
+                     "miner of lab.metric.mining would pick them.") or "all"
             d_ap, d_an = triplet_points(*points, which, alpha)
         else:
             d_ap = d_an = None

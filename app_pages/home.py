@@ -5,10 +5,10 @@ from __future__ import annotations
 import streamlit as st
 
 from lab.data import list_datasets
-from lab.devices import choose_device
-from lab.lessons import LESSONS
-from lab.reproducibility import REPRODUCIBLE
-from lab.train import describe_device
+from lab.learn.devices import choose_device
+from lab.learn.reproducibility import REPRODUCIBLE
+from lab.learn.train import describe_device
+from lab.views.lessons import LESSONS
 from ui import icons
 
 st.title(f"{icons.APP} Metric Lab")

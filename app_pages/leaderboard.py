@@ -10,8 +10,8 @@ import streamlit as st
 
 import ui
 import ui.challenge as challenge_ui
-from lab import challenge as ch
-from lab.report import leaderboard_report
+from lab.views import challenge as ch
+from lab.views.report import leaderboard_report
 from ui import icons
 from ui.reports import report_button
 

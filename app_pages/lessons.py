@@ -6,9 +6,10 @@ import numpy as np
 import streamlit as st
 
 import ui
-from lab import plots
-from lab.jobs import SweepJob
-from lab.lessons import (
+from lab.learn.jobs import SweepJob
+from lab.learn.runs import RunError
+from lab.metric.loss_specs import LOSSES
+from lab.views.lessons import (
     LESSON_LIST,
     LESSONS,
     Lesson,
@@ -24,11 +25,10 @@ from lab.lessons import (
     spread_sentence,
     training_images_per_person,
 )
-from lab.loss_specs import LOSSES
-from lab.margin_view import energy_margin
-from lab.report import lesson_report
-from lab.runs import RunError
-from lab.urlstate import config_to_query
+from lab.views.margin_view import energy_margin
+from lab.views.report import lesson_report
+from lab.views.urlstate import config_to_query
+from lab.viz import plots
 from ui import icons
 from ui.reports import report_button
 
@@ -80,7 +80,7 @@ SPREAD = seed_spread(lesson.key) if lesson.trains else None
 
 
 def seeds_note() -> None:
-    """The spread over seeds the bench measured (lab.bench_lessons), or that none was."""
+    """The spread over seeds the bench measured (lab.bench.lessons), or that none was."""
     if not lesson.trains:  # derived, not measured: no seed
         return
     if SPREAD is None:
@@ -178,7 +178,7 @@ def show_result(result: LessonResult) -> None:
                 high = float(np.percentile(np.concatenate([variant.genuine, variant.impostor]),
                                            99.5)) * 1.05 or 1.0
                 config = variant.config
-                margin = energy_margin(config.loss, config.margin)  # not α: lab.margin_view
+                margin = energy_margin(config.loss, config.margin)  # not α: lab.views.margin_view
                 fig = plots.energy_histogram(variant.genuine, variant.impostor, margin=margin,
                                              eer=variant.figures.get("eer"),
                                              dprime=variant.figures.get("dprime"),

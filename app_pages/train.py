@@ -6,13 +6,13 @@ import streamlit as st
 
 import ui
 import ui.challenge as challenge_ui
-from lab import config as cfg
-from lab import fields
-from lab.jobs import TrainingJob
-from lab.loss_specs import LOSSES
-from lab.runs import RunError
-from lab.urlstate import config_from_query, config_to_query
-from lab.views import runs_table
+from lab.core import config as cfg
+from lab.core import fields
+from lab.learn.jobs import TrainingJob
+from lab.learn.runs import RunError
+from lab.metric.loss_specs import LOSSES
+from lab.views.run_view import runs_table
+from lab.views.urlstate import config_from_query, config_to_query
 from ui import icons
 from ui.changes import change_settings
 from ui.inspector import inspector_for_job
@@ -46,7 +46,7 @@ challenge_ui.lock_train_widgets()  # a class challenge's fixed settings win over
 
 def widget(name: str, kind, label: str, **kwargs):
     """A control bound to RunConfig field ``name`` (its value lives in session_state), its
-    range, options and help from lab.fields: a slider's range is widened to hold any allowed
+    range, options and help from lab.core.fields: a slider's range is widened to hold any allowed
     value a link or a lesson carries, so no allowed config can make the widget raise."""
     spec = fields.FIELDS[name]
     value = st.session_state.get(f"cfg_{name}")
@@ -68,8 +68,8 @@ def widget(name: str, kind, label: str, **kwargs):
 
 
 def apply_loss_defaults() -> None:
-    """A new loss brings its own energy and margin (lab.loss_specs.LOSS_DEFAULTS), as in the CLI,
-    the URL and RunConfig: ArcFace never trains with the contrastive m = 1."""
+    """A new loss brings its own energy and margin (lab.metric.loss_specs.LOSS_DEFAULTS), as in the
+    CLI, the URL and RunConfig: ArcFace never trains with the contrastive m = 1."""
     for name, value in fields.loss_defaults(st.session_state["cfg_loss"]).items():
         st.session_state[f"cfg_{name}"] = value
 

@@ -1,8 +1,9 @@
 """Verify a pair: two photos in, "same person?" out, with the reasons shown (issue 6).
 
-Presentation only: decoding, detection, cropping and the decision are in lab.verify / lab.faces.
-Uploads stay in memory (UploadedFile.getvalue()); each photo is decoded and searched for faces
-once, kept in st.session_state by its file_id, so moving the FAR slider only redraws.
+Presentation only: decoding, detection, cropping and the decision are in lab.views.verify /
+lab.faces.photos. Uploads stay in memory (UploadedFile.getvalue()); each photo is decoded and
+searched for faces once, kept in st.session_state by its file_id, so moving the FAR slider only
+redraws.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ import streamlit as st
 from PIL import Image, ImageDraw
 
 import ui
-from lab import plots, trust
-from lab import verify as V
-from lab.faces import PhotoError, TinyFaceError, too_small_for_a_face
-from lab.limits import GALLERY_MAX_PHOTOS
-from lab.reference import ReferenceModel
+from lab.core.limits import GALLERY_MAX_PHOTOS
+from lab.faces.photos import PhotoError, TinyFaceError, too_small_for_a_face
+from lab.faces.reference import ReferenceModel
+from lab.measure import trust
+from lab.views import verify as V
+from lab.viz import plots
 from ui import icons
 
 PHOTO_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "pgm", "tif", "tiff"]
@@ -135,7 +137,8 @@ def channel_notes(photos: list[V.PreparedPhoto], channels: int) -> None:
 
 
 def verdict_line(same: bool, who: str, caveat: str = "") -> None:
-    """The verdict; `caveat` (lab.trust.verdict_caveat) says how far to trust it, in the line."""
+    """The verdict; `caveat` (lab.measure.trust.verdict_caveat) says how far to trust it, in the
+    line."""
     tail = f" {caveat}" if caveat else ""
     if same:
         st.markdown(f"## :green[✓ Same person]{tail}\n{who}")
@@ -254,7 +257,7 @@ def input_words(result, channels: int, pipeline: str, whole: bool = False) -> st
 
 
 def trust_of(run, result, far: float) -> dict:
-    """lab.trust's assessment, with the run's calibration computed once per run."""
+    """lab.measure.trust's assessment, with the run's calibration computed once per run."""
     calibration = None
     try:
         with st.spinner("Calibrating on the run's validation faces (once per run) ..."):

@@ -1,7 +1,7 @@
 """``python -m lab ...``: the same work as the app, without a browser.
 
 Subcommands: ``train`` (every RunConfig field is an option), ``evaluate RUN``, ``runs``,
-``bench ...`` (lab/bench.py). Other modules register their own subcommand with
+``bench ...`` (lab/bench/__init__.py). Other modules register their own subcommand with
 ``add_parser(subparsers)`` (``lab/data/cli.py`` adds ``data``), listed once in :data:`PLUGINS`.
 Only the module of the command being run is imported (all of them for ``--help``); a module that
 fails to import is an error with its name, never a command that silently disappears.
@@ -18,14 +18,14 @@ import sys
 import time
 from typing import Any
 
-from lab.config import RunConfig, problems
-from lab.fields import CHOICES, FIELDS, LOSS_DEFAULTS
+from lab.core.config import RunConfig, problems
+from lab.core.fields import CHOICES, FIELDS, LOSS_DEFAULTS
 
 # Subcommands that other modules add with add_parser(subparsers): command -> module. Only the
 # module of the command being run is imported (all of them for --help), so a slow import (umap,
 # opencv) never delays `python -m lab train`.
-PLUGINS = {"data": "lab.data.cli", "bench": "lab.bench", "project": "lab.project",
-           "report": "lab.report", "verify": "lab.verify"}
+PLUGINS = {"data": "lab.data.cli", "bench": "lab.bench", "project": "lab.measure.project",
+           "report": "lab.views.report", "verify": "lab.views.verify"}
 
 
 def _optional(kind):
@@ -85,7 +85,7 @@ def config_from_args(args: argparse.Namespace, base: RunConfig | None = None) ->
              if getattr(args, f.name, None) is not None}
     if "extra" in given:
         given["extra"] = {**base.extra, **dict(given["extra"])}
-    if "loss" in given:  # the loss's own energy and margin unless given (lab.fields)
+    if "loss" in given:  # the loss's own energy and margin unless given (lab.core.fields)
         given.setdefault("energy", None)
         given.setdefault("margin", None)
     config = base.replace(**given)
@@ -137,8 +137,8 @@ def _metric_line(metrics: dict) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from lab.runs import RunStore
-    from lab.train import train_run
+    from lab.learn.runs import RunStore
+    from lab.learn.train import train_run
 
     config = config_from_args(args)
     store = RunStore(args.runs) if args.runs else RunStore()
@@ -159,8 +159,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from lab.runs import RunStore
-    from lab.train import Trainer
+    from lab.learn.runs import RunStore
+    from lab.learn.train import Trainer
 
     store = RunStore(args.runs) if args.runs else RunStore()
     run_id = args.run or getattr(args, "run_option", None)
@@ -168,8 +168,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print("error: say which run: python -m lab evaluate RUN (or --run RUN)", file=sys.stderr)
         return 2
     run = store.load(run_id)
-    if getattr(args, "dataset", None):  # another dataset: lab.crosseval
-        from lab import crosseval
+    if getattr(args, "dataset", None):  # another dataset: lab.views.crosseval
+        from lab.views import crosseval
 
         return crosseval.cli(args, run)
     trainer = Trainer(run.config, probes=False)
@@ -190,7 +190,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from lab.runs import RunStore
+    from lab.learn.runs import RunStore
 
     store = RunStore(args.runs) if args.runs else RunStore()
     infos = store.list()
@@ -237,7 +237,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     evaluate.add_argument("--save", action="store_true", help="write them to metrics.json")
     evaluate.add_argument("--runs", help="run store folder")
     evaluate.add_argument("--json", action="store_true")
-    from lab.crosseval import add_arguments as cross_dataset_arguments
+    from lab.views.crosseval import add_arguments as cross_dataset_arguments
 
     cross_dataset_arguments(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)

@@ -57,7 +57,7 @@ CHROMIUM = Path(os.environ.get("METRIC_LAB_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run",
                  "--disable-dev-shm-usage", "--disable-quic"]
-# The students' settings: none, i.e. the app's default Run (lab.config.RunConfig).
+# The students' settings: none, i.e. the app's default Run (lab.core.config.RunConfig).
 QUERY = ""
 # A short lesson for the test suite: synthetic faces, 12 identities x 4 images of 16 px, an MLP,
 # 2 epochs.
@@ -383,7 +383,7 @@ def bench_classroom(sessions: int = 30, slots: int = 2, hard_timeout: float = 12
         raise RuntimeError(f"chromium not found at {CHROMIUM} (apt-get install chromium)")
     if not 1 <= sessions <= MAX_SESSIONS:
         raise ValueError(f"sessions must be between 1 and {MAX_SESSIONS}")
-    from lab.runs import RunStore
+    from lab.learn.runs import RunStore
 
     work = Path(tempfile.mkdtemp(prefix="metric-lab-classroom-"))
     runs = work / "runs"

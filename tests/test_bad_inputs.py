@@ -4,7 +4,7 @@ Each row builds one bad input, feeds it to what the page calls (or to the page i
 AppTest, for links), and returns the sentence the user sees. The test checks that sentence, that
 no traceback text leaks into it, and that nothing was written or lost: the run store (holding one
 saved run) and this test's temp folder are listed before and after. Limits come from
-lab.limits, never literals.
+lab.core.limits, never literals.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ import pytest
 import torch
 from PIL import Image
 
-from lab import limits
-from lab.config import RunConfig
-from lab.models import build_model
-from lab.runs import KNOWN_FILES, RunError, RunStore
+from lab.core import limits
+from lab.core.config import RunConfig
+from lab.learn.models import build_model
+from lab.learn.runs import KNOWN_FILES, RunError, RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 ATT_DIR = Path(os.environ.get("METRIC_LAB_ATT", ROOT.parent / "shared" / "data" / "att_faces"))
@@ -97,8 +97,8 @@ def exported(ctx: Ctx) -> dict[str, bytes]:
 
 def verify_upload(data: bytes, other: bytes | None = None, **options) -> str:
     """The Verify page: prepare_photo shows .error; verify_pair raises PhotoError."""
-    from lab import verify
-    from lab.faces import PhotoError
+    from lab.faces.photos import PhotoError
+    from lab.views import verify
 
     prepared = verify.prepare_photo(data, "photo A")
     if not prepared.ok:
@@ -147,7 +147,7 @@ def train_page_link(**query: str) -> str:
     assert not at.exception, [e.value for e in at.exception]
     shown = [w.value for w in at.warning] + [e.value for e in at.error]
     config = at.session_state["train_config"]
-    assert not __import__("lab.config", fromlist=["problems"]).problems(config)
+    assert not __import__("lab.core.config", fromlist=["problems"]).problems(config)
     assert config.data_dir is None
     return "\n".join(shown)
 
@@ -161,7 +161,7 @@ def _no_face(ctx: Ctx) -> str:
 
 
 def _tiny_face(ctx: Ctx) -> str:
-    from lab.faces import FaceBox, PhotoError, choose_face
+    from lab.faces.photos import FaceBox, PhotoError, choose_face
 
     if (ATT_DIR / "s1").is_dir():
         canvas = Image.new("L", (160, 160), 128)

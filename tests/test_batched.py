@@ -1,4 +1,4 @@
-"""lab.batched: K configs trained together give the runs they give one after another."""
+"""lab.learn.batched: K configs trained together give the runs they give one after another."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import dataclasses
 import pytest
 import torch
 
-from lab.batched import BatchedTrainer, batch_problem, prefer_batched, train_runs_batched
-from lab.config import RunConfig
+from lab.core.config import RunConfig
 from lab.data import load_for_config
-from lab.runs import RunStore
-from lab.train import Trainer
+from lab.learn.batched import BatchedTrainer, batch_problem, prefer_batched, train_runs_batched
+from lab.learn.runs import RunStore
+from lab.learn.train import Trainer
 
 
 def tiny(**changes) -> RunConfig:
@@ -116,7 +116,7 @@ def test_a_diverging_model_drops_out_and_keeps_its_last_good_weights():
 
 
 def test_sweep_job_batched_path_saves_every_run(tmp_path):
-    from lab.jobs import SweepJob, TrainingLimiter
+    from lab.learn.jobs import SweepJob, TrainingLimiter
 
     configs = [tiny(margin=m, extra={"width": 4, "sweep": "sw"}) for m in (0.5, 1.0, 1.5)]
     store = RunStore(tmp_path)
@@ -130,7 +130,7 @@ def test_sweep_job_batched_path_saves_every_run(tmp_path):
 
 
 def test_sweep_job_stays_sequential_on_cpu_by_default(tmp_path):
-    from lab.jobs import SweepJob, TrainingLimiter
+    from lab.learn.jobs import SweepJob, TrainingLimiter
 
     configs = [tiny(epochs=1, margin=m, device="cpu") for m in (0.5, 1.0)]
     sweep = SweepJob(configs, store=RunStore(tmp_path), limiter=TrainingLimiter(1)).start()

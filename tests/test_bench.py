@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from lab import bench, bench_train, cli
+from lab import bench, cli
+from lab.bench import throughput as bench_train
 
 CHROMIUM = os.environ.get("METRIC_LAB_CHROMIUM", "/usr/bin/chromium")
 
@@ -88,7 +89,7 @@ def test_sweep_quick(tmp_path):
 def test_lessons_quick(tmp_path):
     """The lessons bench on one seed (cut to 1 epoch of 2 steps): the conditions lesson as the
     derivation gives it, one trained lesson with every variant's figures and its spread."""
-    from lab.lessons import LESSONS
+    from lab.views.lessons import LESSONS
 
     result = run_bench(tmp_path, "lessons", "--quick", "--seeds", "5,6")
     assert result["bench"] == "lessons" and result["seeds"] == [5]
@@ -110,7 +111,7 @@ def test_lessons_quick(tmp_path):
 
 
 def test_spread_is_mean_and_population_std():
-    from lab.bench_lessons import spread
+    from lab.bench.lessons import spread
 
     assert spread([0.1, 0.3, None, float("nan")]) == pytest.approx(
         {"mean": 0.2, "std": 0.1, "min": 0.1, "max": 0.3, "n": 2})

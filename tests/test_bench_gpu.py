@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from lab.bench_gpu import _CountSyncCalls
+from lab.bench.gpu import _CountSyncCalls
 
 
 def test_the_sync_counter_counts_what_would_wait_for_a_gpu():

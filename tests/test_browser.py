@@ -85,9 +85,9 @@ def button(page, label: str):
 def twin_runs(app_server):
     """Two finished runs in the server's store with the same name (3 epochs each, so the
     Embeddings animation has frames to play)."""
-    from lab.config import RunConfig
-    from lab.runs import RunStore
-    from lab.train import train_run
+    from lab.core.config import RunConfig
+    from lab.learn.runs import RunStore
+    from lab.learn.train import train_run
 
     store = RunStore(app_server.runs)
     runs = []

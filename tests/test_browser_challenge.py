@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.challenge import ChallengeStore
+from lab.views.challenge import ChallengeStore
 from loadtest.classroom import Server
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]

@@ -7,13 +7,13 @@ import json
 import pytest
 import torch
 
-from lab import challenge as ch
-from lab.config import RunConfig
+from lab.core.config import RunConfig
 from lab.data import load_for_config
 from lab.data.splits import held_out_identities, split_for_config
-from lab.evaluate import evaluate_embeddings
-from lab.runs import RunStore
-from lab.train import Trainer, train_run
+from lab.learn.runs import RunStore
+from lab.learn.train import Trainer, train_run
+from lab.measure.evaluate import evaluate_embeddings
+from lab.views import challenge as ch
 
 KEY = "teacher-secret"
 BASE = RunConfig(num_identities=16, images_per_identity=4, image_size=16, val_identities=2,

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 import streamlit as st
 
-from lab import changes, plots
-from lab.config import RunConfig
-from lab.jobs import TrainingJob, TrainingLimiter
-from lab.runs import RunStore
-from lab.train import train_run
+from lab.core.config import RunConfig
+from lab.learn import changes
+from lab.learn.jobs import TrainingJob, TrainingLimiter
+from lab.learn.runs import RunStore
+from lab.learn.train import train_run
+from lab.viz import plots
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = RunConfig(dataset="digits", network="mlp", embedding_dim=8, epochs=3, test_identities=3,

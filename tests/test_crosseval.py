@@ -1,4 +1,4 @@
-"""lab.crosseval and `python -m lab evaluate --run R --dataset folder --data-dir D`."""
+"""lab.views.crosseval and `python -m lab evaluate --run R --dataset folder --data-dir D`."""
 
 from __future__ import annotations
 
@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from lab import crosseval
-from lab.config import RunConfig
-from lab.energy import pairwise_energy_np
-from lab.evaluate import embed, verification_pairs
+from lab.core.config import RunConfig
+from lab.measure.evaluate import embed, verification_pairs
+from lab.metric.energy import pairwise_energy_np
+from lab.views import crosseval
 
 
 @pytest.fixture
 def synthetic_run(run_root):
-    from lab.runs import RunStore
-    from lab.train import train_run
+    from lab.learn.runs import RunStore
+    from lab.learn.train import train_run
 
     config = RunConfig(num_identities=12, images_per_identity=4, image_size=16,
                        val_identities=3, test_identities=3, epochs=2, p_identities=4,
@@ -38,7 +38,7 @@ def grey_folder(att_dir, tmp_path):
 def test_cross_dataset_figures_at_the_runs_own_threshold(synthetic_run, grey_folder, capsys):
     from lab.cli import main
     from lab.data import load_dataset
-    from lab.verify import threshold_for_run
+    from lab.views.verify import threshold_for_run
 
     code = main(["evaluate", "--run", synthetic_run.id, "--dataset", "folder",
                  "--data-dir", str(grey_folder), "--json"])

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lab.config import RunConfig
+from lab.core.config import RunConfig
 from lab.data import (
     AVAILABILITY,
     DATASET_NAMES,

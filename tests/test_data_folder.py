@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from lab import limits
+from lab.core import limits
 from lab.data import DatasetError, att_candidates, dataset_status, load_dataset
 from lab.data.checks import raw_pixel_eer
 from lab.data.folder import load_att, load_image_folder

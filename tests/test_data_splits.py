@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 import torch
 
-from lab.config import RunConfig, problems
+from lab.core.config import RunConfig, problems
 from lab.data import DatasetError
 from lab.data.faceset import DataSource, FaceSet
 from lab.data.sampler import PKSampler

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from lab.config import RunConfig
+from lab.core.config import RunConfig
 from lab.data import DatasetError, load_dataset, load_for_config
 from lab.data.checks import equal_error_rate, raw_pixel_eer
 from lab.data.synthetic import make_synthetic_faces

@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lab import devices, reproducibility
-from lab.config import RunConfig
-from lab.devices import choose_device, precision_for, supports
+from lab.core.config import RunConfig
+from lab.learn import devices, reproducibility
+from lab.learn.devices import choose_device, precision_for, supports
 
 CUDA13_ARCHES = ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120", "compute_120"]
 
@@ -90,7 +90,7 @@ def test_home_shows_the_device_and_why(monkeypatch):
 
 
 def test_the_matmul_pooling_equals_adaptive_pooling():
-    from lab.models import adaptive_avg_pool_matmul
+    from lab.learn.models import adaptive_avg_pool_matmul
 
     for h, w, size in [(7, 9, 4), (16, 16, 4), (5, 3, 1), (3, 3, 4)]:
         x = torch.randn(2, 3, h, w, dtype=torch.float64)
@@ -106,9 +106,9 @@ def _weights(trainer) -> dict[str, torch.Tensor]:
 def test_two_trainers_started_together_get_the_weights_their_seeds_give_alone(monkeypatch):
     """Trainer B seeding the global RNG while trainer A is between its model and its head
     would give A a head drawn from B's stream; the seeding lock makes A finish first."""
-    import lab.criterion
+    import lab.learn.criterion
     from lab.data import load_for_config
-    from lab.train import Trainer
+    from lab.learn.train import Trainer
 
     config = RunConfig(dataset="synthetic", num_identities=10, images_per_identity=3,
                        image_size=12, network="mlp", embedding_dim=8, loss="arcface",
@@ -117,13 +117,13 @@ def test_two_trainers_started_together_get_the_weights_their_seeds_give_alone(mo
     alone = {seed: _weights(Trainer(config.replace(seed=seed), faces, probes=False))
              for seed in (1, 2)}
     assert not torch.equal(alone[1]["head.weight"], alone[2]["head.weight"])
-    real = lab.criterion.build_criterion
+    real = lab.learn.criterion.build_criterion
 
     def slow_criterion(*args, **kwargs):
         time.sleep(0.2)  # the other thread gets its turn here
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(lab.criterion, "build_criterion", slow_criterion)
+    monkeypatch.setattr(lab.learn.criterion, "build_criterion", slow_criterion)
     together: dict[int, dict] = {}
     start = threading.Barrier(2)
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from lab.energy import (
+from lab.metric.energy import (
     ENERGIES,
     energy_bound,
     energy_matrix,

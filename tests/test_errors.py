@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import streamlit as st
 
-from lab.errors import disagreements, unseen_test_index, worst_errors
+from lab.measure.errors import disagreements, unseen_test_index, worst_errors
 
 
 def test_worst_errors_are_the_closest_impostors_and_farthest_genuine_pairs():
@@ -60,9 +60,9 @@ def test_energies_page_shows_the_error_gallery(run_root):
 
     from streamlit.testing.v1 import AppTest
 
-    from lab.config import RunConfig
-    from lab.runs import RunStore
-    from lab.train import train_run
+    from lab.core.config import RunConfig
+    from lab.learn.runs import RunStore
+    from lab.learn.train import train_run
 
     st.cache_resource.clear()
     st.cache_data.clear()
@@ -93,11 +93,11 @@ def test_a_face_folder_run_shows_where_the_student_and_the_reference_disagree(ru
     from PIL import Image
     from streamlit.testing.v1 import AppTest
 
-    from lab.config import RunConfig
+    from lab.core.config import RunConfig
     from lab.data.synthetic import make_synthetic_faces
-    from lab.reference import ReferenceModel
-    from lab.runs import RunStore
-    from lab.train import train_run
+    from lab.faces.reference import ReferenceModel
+    from lab.learn.runs import RunStore
+    from lab.learn.train import train_run
 
     ok, why = ReferenceModel.available()
     if not ok:

@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from lab.evaluate import (
+from lab.measure.evaluate import (
     baseline_embeddings,
     embed,
     equal_error_rate,

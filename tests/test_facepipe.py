@@ -1,4 +1,4 @@
-"""lab.facepipe + lab.data.aligned: one face pipeline for training and Verify, cached.
+"""lab.faces.facepipe + lab.data.aligned: one face pipeline for training and Verify, cached.
 
 The claims under test: a photo reaches the network as the same tensor whether it comes in as a
 training image or as an upload to Verify; the cache of a pipelined dataset is rebuilt whenever
@@ -14,9 +14,10 @@ import pytest
 import torch
 from PIL import Image
 
-from lab import facepipe, verify
 from lab.data import DatasetError, aligned
 from lab.data.aligned import load_through_pipeline
+from lab.faces import facepipe
+from lab.views import verify
 
 
 @pytest.fixture

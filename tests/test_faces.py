@@ -1,4 +1,4 @@
-"""lab.faces: every bad photo gets a clear PhotoError; faces are found, aligned, cropped and
+"""lab.faces.photos: every bad photo gets a clear PhotoError; faces are found, aligned, cropped and
 turned into the run's input. Photos are made by the tests (AT&T faces when present)."""
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ import pytest
 import torch
 from PIL import Image
 
-from lab import faces
-from lab.faces import (
+from lab.core.limits import MAX_UPLOAD_BYTES, MIN_FACE_PIXELS
+from lab.faces import photos as faces
+from lab.faces.photos import (
     FaceBox,
     NoFaceError,
     PhotoError,
@@ -25,7 +26,6 @@ from lab.faces import (
     to_model_input,
     whole_image_crop,
 )
-from lab.limits import MAX_UPLOAD_BYTES, MIN_FACE_PIXELS
 
 needs_dlib = pytest.mark.skipif(faces._dlib() is None, reason="dlib is not installed")
 needs_landmarks = pytest.mark.skipif(not faces.has_landmarks(),
@@ -316,8 +316,8 @@ def test_models_located_without_importing_face_recognition_models():
 
 def test_an_image_too_small_to_hold_a_face_is_refused_with_the_reason():
     """A 1×1 upload got a verdict through "Use the whole image" (issue 15)."""
-    from lab.faces import TinyFaceError, too_small_for_a_face
-    from lab.limits import MIN_FACE_PIXELS
+    from lab.core.limits import MIN_FACE_PIXELS
+    from lab.faces.photos import TinyFaceError, too_small_for_a_face
 
     tiny = Image.new("L", (1, 1))
     assert too_small_for_a_face(Image.new("L", (MIN_FACE_PIXELS, 40))) is None

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from lab import limits
-from lab.config import RunConfig
-from lab.jobs import TrainingJob, TrainingLimiter
-from lab.runs import RunStore
+from lab.core import limits
+from lab.core.config import RunConfig
+from lab.learn.jobs import TrainingJob, TrainingLimiter
+from lab.learn.runs import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = RunConfig(dataset="synthetic", num_identities=20, images_per_identity=4, image_size=16,
@@ -109,10 +109,10 @@ def _disk_full(*args, **kwargs):
 
 
 def test_disk_full_training_goes_on_in_memory_and_the_page_says_so(run_root, monkeypatch):
-    import lab.runs
+    import lab.learn.runs
 
-    monkeypatch.setattr(lab.runs, "_atomic_write", _disk_full)
-    monkeypatch.setattr(lab.runs, "save_file", _disk_full)
+    monkeypatch.setattr(lab.learn.runs, "_atomic_write", _disk_full)
+    monkeypatch.setattr(lab.learn.runs, "save_file", _disk_full)
     store = RunStore(run_root)
     job = finished_job(TINY, store)
     assert job.status == "done", job.message
@@ -130,9 +130,9 @@ def test_disk_full_training_goes_on_in_memory_and_the_page_says_so(run_root, mon
 
 
 def test_disk_fills_up_mid_run_keeps_what_was_saved(run_root, monkeypatch):
-    import lab.runs
+    import lab.learn.runs
 
-    real = lab.runs._atomic_write
+    real = lab.learn.runs._atomic_write
     calls = {"n": 0}
 
     def fills_up(path, data):
@@ -141,7 +141,7 @@ def test_disk_fills_up_mid_run_keeps_what_was_saved(run_root, monkeypatch):
             _disk_full()
         real(path, data)
 
-    monkeypatch.setattr(lab.runs, "_atomic_write", fills_up)
+    monkeypatch.setattr(lab.learn.runs, "_atomic_write", fills_up)
     store = RunStore(run_root)
     job = finished_job(TINY.replace(epochs=3), store)
     assert job.status == "done" and not job.saved, job.message
@@ -180,7 +180,7 @@ def test_diverging_run_stops_with_a_plain_reason_and_the_page_says_what_to_chang
 
 
 def test_too_high_learning_rate_message_names_a_smaller_one():
-    from lab.train import Trainer
+    from lab.learn.train import Trainer
 
     trainer = Trainer.__new__(Trainer)
     trainer.config = TINY.replace(lr=10.0)
@@ -192,7 +192,7 @@ def test_too_high_learning_rate_message_names_a_smaller_one():
 
 
 def _oom_when_batch_over(limit: int | None, monkeypatch) -> list[int]:
-    from lab.models import EmbeddingNet
+    from lab.learn.models import EmbeddingNet
 
     real = EmbeddingNet.__call__
     sizes: list[int] = []

@@ -1,4 +1,4 @@
-"""The table of allowed values (lab.fields) is the one the URL, the CLI, the Train widgets and
+"""The table of allowed values (lab.core.fields) is the one the URL, the CLI, the Train widgets and
 the lessons use: every allowed value opens /train, every refused one is a warning."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from lab import fields
 from lab.cli import build_parser, config_from_args
-from lab.config import RunConfig, problems
-from lab.lessons import LESSON_LIST
-from lab.urlstate import config_from_query, config_to_query
+from lab.core import fields
+from lab.core.config import RunConfig, problems
+from lab.views.lessons import LESSON_LIST
+from lab.views.urlstate import config_from_query, config_to_query
 
 ROOT = Path(__file__).resolve().parents[1]
 NUMBERS = [f for f in fields.FIELDS.values() if f.kind in ("int", "float")]

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from lab.energy import energy_matrix, energy_matrix_np
-from lab.geometry import (
+from lab.metric.energy import energy_matrix, energy_matrix_np
+from lab.metric.geometry import (
     PAIR_LOSSES,
     VERDICT_TABLE,
     check_condition2,
@@ -27,8 +27,8 @@ from lab.geometry import (
     triplet_grid,
     triplet_regions,
 )
-from lab.losses import chopra_genuine, chopra_impostor, contrastive_impostor
-from lab.mining import semihard_triplets
+from lab.metric.losses import chopra_genuine, chopra_impostor, contrastive_impostor
+from lab.metric.mining import semihard_triplets
 
 E_MAX = 4.0
 
@@ -103,7 +103,7 @@ def test_contrastive_exact_margin_off_the_grid():
 
 def _hand_h(loss: str, e_genuine: float, e_impostor: float, mc: float = 1.0,
             q: float = 2.0) -> float:
-    """H written out from the papers' formulas, independent of lab.losses."""
+    """H written out from the papers' formulas, independent of lab.metric.losses."""
     if loss == "contrastive":
         return 0.5 * e_genuine**2 + 0.5 * max(0.0, mc - e_impostor) ** 2
     if loss == "chopra":
@@ -112,7 +112,7 @@ def _hand_h(loss: str, e_genuine: float, e_impostor: float, mc: float = 1.0,
 
 
 # Hand-computed H at chosen points of the box [0, 2]² (m_c = 1, Q = 2), with the minimiser the
-# derivation in lab/geometry.py names: the verdict of condition 2 must follow from them.
+# derivation in lab/metric/geometry.py names: the verdict of condition 2 must follow from them.
 HAND = {
     "contrastive": {(0.0, 1.0): 0.0, (0.0, 2.0): 0.0, (0.5, 0.5): 0.25, (0.0, 0.5): 0.125},
     "chopra": {(0.0, 2.0): 4 * math.exp(-2.77), (0.0, 0.0): 4.0,
@@ -161,7 +161,7 @@ def test_with_unbounded_energies_only_the_contrastive_loss_has_a_minimum():
 
 
 def test_the_verdict_table_matches_the_checks():
-    """The page's table (lab.geometry.VERDICT_TABLE) says what the checks find at m = 0.5,
+    """The page's table (lab.metric.geometry.VERDICT_TABLE) says what the checks find at m = 0.5,
     m_c = 1, Q = E_max = 2."""
     for loss, number, bounded_text, unbounded_text in VERDICT_TABLE:
         for bounded, text in ((True, bounded_text), (False, unbounded_text)):
@@ -270,7 +270,7 @@ def test_triplet_regions_by_hand():
 
 @pytest.mark.parametrize("kind", ["l1", "l2", "sqeuclidean"])
 def test_energy_gradient_norm_matches_autograd(kind):
-    from lab.energy import pairwise_energy
+    from lab.metric.energy import pairwise_energy
 
     dim = 8
     generator = torch.Generator().manual_seed(0)

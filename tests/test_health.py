@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lab import health
-from lab.config import RunConfig
-from lab.jobs import TrainingJob, TrainingLimiter
-from lab.runs import RunStore
-from lab.train import train_run
+from lab.core.config import RunConfig
+from lab.learn.jobs import TrainingJob, TrainingLimiter
+from lab.learn.runs import RunStore
+from lab.learn.train import train_run
+from lab.measure import health
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = RunConfig(dataset="digits", network="mlp", embedding_dim=8, epochs=6, test_identities=3,

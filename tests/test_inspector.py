@@ -13,14 +13,14 @@ import pytest
 import streamlit as st
 import torch
 
-from lab import plots
-from lab.config import MINERS, RunConfig
-from lab.energy import pairwise_energy
-from lab.inspector import Inspection, boundary_for, inspect_trainer, regions_of
-from lab.jobs import TrainingJob, TrainingLimiter
-from lab.mining import mine
-from lab.runs import RunStore
-from lab.train import Trainer, train_run
+from lab.core.config import MINERS, RunConfig
+from lab.learn.jobs import TrainingJob, TrainingLimiter
+from lab.learn.runs import RunStore
+from lab.learn.train import Trainer, train_run
+from lab.metric.energy import pairwise_energy
+from lab.metric.mining import mine
+from lab.views.inspector import Inspection, boundary_for, inspect_trainer, regions_of
+from lab.viz import plots
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = RunConfig(dataset="digits", network="mlp", embedding_dim=8, epochs=1, test_identities=3,
@@ -70,7 +70,7 @@ def test_triplet_coordinates_are_the_energies_and_the_run_is_untouched(digits):
     trainer.model.train()
     with torch.no_grad():
         emb = trainer.model(images)
-    from lab.energy import energy_matrix
+    from lab.metric.energy import energy_matrix
 
     triplets = mine("semihard", "triplet", energy_matrix(emb, "sqeuclidean"), labels, 0.2)
     assert inspection.mined == len(triplets[0])
@@ -179,14 +179,14 @@ def test_embeddings_page_draws_faces_on_the_map(store):
     assert map_images() == 0
     at.toggle(key="map_images").set_value(True).run()
     assert not at.exception, [e.value for e in at.exception]
-    from lab.views import probe_history
+    from lab.views.run_view import probe_history
 
     points = len(probe_history(store.load(store.list()[0].id)).labels)
     assert map_images() == min(points, 400) > 0  # every point's face, up to the page's cap
 
 
 def test_a_saved_run_is_inspected_with_the_margin_of_its_last_epoch(store, digits):
-    from lab.inspector import inspect_saved_run
+    from lab.views.inspector import inspect_saved_run
 
     config = DIGITS.replace(epochs=2, extra={"changes": [{"epoch": 2, "margin": 0.5}]})
     run, _ = train_run(config, store=store, faceset=digits)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 import time
 
-from lab.config import RunConfig
-from lab.jobs import SweepJob, TrainingJob, TrainingLimiter
-from lab.runs import RunStore
+from lab.core.config import RunConfig
+from lab.learn.jobs import SweepJob, TrainingJob, TrainingLimiter
+from lab.learn.runs import RunStore
 
 TINY = RunConfig(dataset="digits", network="mlp", embedding_dim=8, epochs=3, test_identities=3,
                  val_identities=2, p_identities=5, k_images=4, steps_per_epoch=3, seed=1)
@@ -91,7 +91,7 @@ def test_step_trains_one_epoch_then_pauses_and_stop_keeps_the_run(run_root):
 
 
 def test_abandoned_job_gives_its_slot_back(run_root, monkeypatch):
-    monkeypatch.setattr("lab.jobs.HEARTBEAT_TIMEOUT_S", 0.0)
+    monkeypatch.setattr("lab.learn.jobs.HEARTBEAT_TIMEOUT_S", 0.0)
     limiter = TrainingLimiter(1)
     job = TrainingJob(TINY.replace(epochs=50), store=RunStore(run_root), limiter=limiter).start()
     assert job.wait(120)

@@ -12,8 +12,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lab.config import RunConfig, problems
-from lab.lessons import (
+from lab.core.config import RunConfig, problems
+from lab.views.lessons import (
     LESSON_LIST,
     LESSONS,
     SPREAD_FILE,
@@ -101,7 +101,7 @@ def test_the_few_images_lesson_varies_only_the_training_images():
 
 def test_the_training_image_cap_keeps_the_unseen_people_whole():
     from lab.data import load_for_config
-    from lab.train import Trainer
+    from lab.learn.train import Trainer
 
     config = RunConfig(dataset="synthetic", num_identities=12, images_per_identity=6,
                        image_size=16, val_identities=2, test_identities=3, network="linear",
@@ -168,7 +168,7 @@ def test_spread_sentence_by_hand(tmp_path):
 
 def test_planned_steps_are_the_steps_a_run_takes():
     """The page's steps column, against the trainer's count: equal within every lesson."""
-    from lab.lessons import planned_steps
+    from lab.views.lessons import planned_steps
 
     assert [planned_steps(c) for _, c in LESSONS["few-shot"].variants] == [360] * 3
     # 40 - 5 - 10 = 25 people x 8 images = 200, P x K = 32: 6 batches an epoch, 6 epochs
@@ -186,6 +186,6 @@ def test_the_lesson_shows_what_the_paper_claims(key: str, seed: int):
     assert result.passed, f"seed {seed}: {result.sentence}"
     steps = {v.label: v.figures["steps"] for v in result.variants}
     assert len(set(steps.values())) == 1 and min(steps.values()) > 0, steps  # like with like
-    from lab.lessons import planned_steps
+    from lab.views.lessons import planned_steps
 
     assert set(steps.values()) == {planned_steps(result.variants[0].config)}

@@ -1,11 +1,11 @@
-"""lab.lighting: the lighting augmentation, and that the trainer applies it when asked."""
+"""lab.learn.lighting: the lighting augmentation, and that the trainer applies it when asked."""
 
 from __future__ import annotations
 
 import torch
 
-from lab import lighting
-from lab.config import RunConfig
+from lab.core.config import RunConfig
+from lab.learn import lighting
 
 
 def flat(n: int = 400) -> torch.Tensor:
@@ -35,7 +35,7 @@ def test_light_comes_from_a_side_and_sometimes_hides_half_a_face():
 
 
 def test_trainer_applies_lighting_only_when_asked(monkeypatch):
-    from lab import train
+    from lab.learn import train
 
     calls: list[int] = []
     real = train.light_batch

@@ -1,8 +1,8 @@
 """A loss is one spec: registering a toy pair loss makes it a choice everywhere and trains it.
 
 This is the recipe of docs/ARCHITECTURE.md ("Add a loss") run as a test: the toy loss below is
-written with lab.losses' public helper, registered with lab.loss_specs.register, and nothing
-else in lab is touched. It is then chosen on the command line, trains, is saved and reloads;
+written with lab.metric.losses' public helper, registered with lab.metric.loss_specs.register, and
+nothing else in lab is touched. It is then chosen on the command line, trains, is saved and reloads;
 the field table, the URL parser, the geometry page's terms and the margin views all know it.
 """
 
@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from lab import fields, geometry, loss_specs
 from lab.cli import main
-from lab.config import RunConfig, problems
-from lab.losses import LossOutput, PairLossTerms, pair_batch_loss
+from lab.core import fields
+from lab.core.config import RunConfig, problems
+from lab.metric import geometry, loss_specs
+from lab.metric.losses import LossOutput, PairLossTerms, pair_batch_loss
 
 TINY = ["--dataset", "digits", "--image-size", "8", "--network", "mlp", "--embedding-dim", "8",
         "--epochs", "2", "--steps-per-epoch", "3", "--val-identities", "2",
@@ -77,7 +78,7 @@ def test_a_registered_toy_loss_is_a_choice_everywhere(hinge):
     # the loss brings its own energy and margin, as every built-in loss does
     assert (config.energy, config.margin) == ("l1", 0.7)
     assert fields.uses_margin("hinge", "all")
-    from lab.margin_view import energy_margin
+    from lab.views.margin_view import energy_margin
 
     assert energy_margin("hinge", 0.7) == 0.7
     terms = geometry.pair_loss_terms("hinge", loss_margin=0.7)

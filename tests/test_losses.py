@@ -9,10 +9,10 @@ from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import reducers
 from pytorch_metric_learning.distances import LpDistance
 
-from lab.config import RunConfig
-from lab.criterion import build_criterion, chopra_q_for
-from lab.loss_specs import LOSSES
-from lab.losses import (
+from lab.core.config import RunConfig
+from lab.learn.criterion import build_criterion, chopra_q_for
+from lab.metric.loss_specs import LOSSES
+from lab.metric.losses import (
     LossOutput,
     arcface_loss,
     chopra_genuine,
@@ -28,7 +28,7 @@ from lab.losses import (
     softmax_loss,
     triplet_loss,
 )
-from lab.mining import all_pairs, all_triplets, random_pairs
+from lab.metric.mining import all_pairs, all_triplets, random_pairs
 
 
 def _batch(seed=0, n_identities=3, per_identity=3, dim=5, dtype=torch.float64):
@@ -214,8 +214,8 @@ def test_arcface_past_pi_minus_m_stays_monotonic():
 # --- registry and criterion ------------------------------------------------------------------
 
 def test_registry_is_complete_and_readable():
-    from lab.config import LOSSES as CONFIG_LOSSES
-    from lab.config import RunConfig as Config
+    from lab.core.config import LOSSES as CONFIG_LOSSES
+    from lab.core.config import RunConfig as Config
 
     assert set(LOSSES) == set(CONFIG_LOSSES)
     fields = set(Config.__dataclass_fields__)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lab.margin_view import energy_margin, gap_histogram, triplet_gaps
+from lab.views.margin_view import energy_margin, gap_histogram, triplet_gaps
 
 
 def test_only_the_contrastive_margin_is_an_energy_line():

@@ -11,11 +11,11 @@ import weakref
 import pytest
 import torch
 
-from lab import jobs
-from lab.config import RunConfig
-from lab.jobs import SweepJob, TrainingJob, TrainingLimiter
-from lab.memory import cpu_copy, is_allocation_failure
-from lab.runs import RunStore
+from lab.core.config import RunConfig
+from lab.learn import jobs
+from lab.learn.jobs import SweepJob, TrainingJob, TrainingLimiter
+from lab.learn.memory import cpu_copy, is_allocation_failure
+from lab.learn.runs import RunStore
 
 TINY = RunConfig(dataset="synthetic", num_identities=20, images_per_identity=4, image_size=16,
                  network="mlp", embedding_dim=8, val_identities=2, test_identities=4, epochs=2,
@@ -45,10 +45,10 @@ def _refs(trainer) -> list[weakref.ref]:
 
 def _watch_trainers(monkeypatch) -> list[list[weakref.ref]]:
     """Record weak references to each trainer a job starts (at its last report)."""
-    import lab.train
+    import lab.learn.train
 
     seen: list[list[weakref.ref]] = []
-    real = lab.train.Trainer.fit
+    real = lab.learn.train.Trainer.fit
 
     def fit(self):
         for report in real(self):
@@ -56,7 +56,7 @@ def _watch_trainers(monkeypatch) -> list[list[weakref.ref]]:
                 seen.append(_refs(self))
             yield report
 
-    monkeypatch.setattr(lab.train.Trainer, "fit", fit)
+    monkeypatch.setattr(lab.learn.train.Trainer, "fit", fit)
     return seen
 
 
@@ -77,13 +77,13 @@ def test_a_finished_job_holds_no_model_nor_images(run_root, monkeypatch):
 
 
 def test_a_run_kept_in_memory_holds_a_cpu_copy_not_the_trainers_model(run_root, monkeypatch):
-    import lab.runs
+    import lab.learn.runs
 
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(lab.runs, "_atomic_write", disk_full)
-    monkeypatch.setattr(lab.runs, "save_file", disk_full)
+    monkeypatch.setattr(lab.learn.runs, "_atomic_write", disk_full)
+    monkeypatch.setattr(lab.learn.runs, "save_file", disk_full)
     seen = _watch_trainers(monkeypatch)
     job = TrainingJob(TINY, store=RunStore(run_root), limiter=TrainingLimiter(1)).start()
     assert job.wait(120) and job.status == "done" and not job.saved, job.message
@@ -94,10 +94,10 @@ def test_a_run_kept_in_memory_holds_a_cpu_copy_not_the_trainers_model(run_root, 
 
 
 def test_a_finished_batched_sweep_holds_no_models_nor_images(run_root, monkeypatch):
-    import lab.batched
+    import lab.learn.batched
 
     refs: list[weakref.ref] = []
-    real = lab.batched.BatchedTrainer.fit
+    real = lab.learn.batched.BatchedTrainer.fit
 
     def fit(self):
         for reports in real(self):
@@ -107,7 +107,7 @@ def test_a_finished_batched_sweep_holds_no_models_nor_images(run_root, monkeypat
                     refs.extend(_refs(trainer))
             yield reports
 
-    monkeypatch.setattr(lab.batched.BatchedTrainer, "fit", fit)
+    monkeypatch.setattr(lab.learn.batched.BatchedTrainer, "fit", fit)
     configs = [TINY.replace(margin=m, extra={"sweep": "s"}) for m in (0.5, 1.0)]
     sweep = SweepJob(configs, store=RunStore(run_root), limiter=TrainingLimiter(1),
                      batched=True).start()
@@ -149,7 +149,7 @@ def test_other_errors_are_not_allocation_failures():
 
 
 def _fail_batches_over(limit: int, error, monkeypatch) -> list[int]:
-    from lab.models import EmbeddingNet
+    from lab.learn.models import EmbeddingNet
 
     real = EmbeddingNet.__call__
     sizes: list[int] = []
@@ -168,18 +168,18 @@ def _fail_batches_over(limit: int, error, monkeypatch) -> list[int]:
 def _trainers_alive_at_each_construction(monkeypatch) -> list[int]:
     """For each Trainer built, how many earlier trainers were still alive at that moment (no
     gc.collect here: the job must have let go of them itself)."""
-    import lab.train
+    import lab.learn.train
 
     earlier: list[weakref.ref] = []
     alive_then: list[int] = []
-    real = lab.train.Trainer.__init__
+    real = lab.learn.train.Trainer.__init__
 
     def init(self, *args, **kwargs):
         alive_then.append(sum(ref() is not None for ref in earlier))
         real(self, *args, **kwargs)
         earlier.append(weakref.ref(self))
 
-    monkeypatch.setattr(lab.train.Trainer, "__init__", init)
+    monkeypatch.setattr(lab.learn.train.Trainer, "__init__", init)
     return alive_then
 
 
@@ -200,7 +200,7 @@ def test_a_batch_that_does_not_fit_drops_the_trainer_then_retries_at_half_p(
 
 
 def test_an_allocation_failure_while_loading_is_not_retried(run_root, monkeypatch):
-    import lab.train
+    import lab.learn.train
 
     calls: list[int] = []
 
@@ -208,7 +208,7 @@ def test_an_allocation_failure_while_loading_is_not_retried(run_root, monkeypatc
         calls.append(1)
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB")
 
-    monkeypatch.setattr(lab.train.Trainer, "__init__", init)
+    monkeypatch.setattr(lab.learn.train.Trainer, "__init__", init)
     job = TrainingJob(TINY, store=RunStore(run_root), limiter=TrainingLimiter(1)).start()
     assert job.wait(60) and job.status == "failed"
     assert calls == [1]  # a smaller batch cannot make the images fit

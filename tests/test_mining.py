@@ -4,8 +4,8 @@ import pytest
 import torch
 from pytorch_metric_learning import miners
 
-from lab.energy import energy_matrix
-from lab.mining import (
+from lab.metric.energy import energy_matrix
+from lab.metric.mining import (
     all_pairs,
     all_triplets,
     batchhard_triplets,

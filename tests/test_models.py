@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lab.config import RunConfig
-from lab.models import build_model
+from lab.core.config import RunConfig
+from lab.learn.models import build_model
 
 
 @pytest.mark.parametrize("network", ["linear", "mlp", "cnn", "resnet"])

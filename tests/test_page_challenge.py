@@ -16,13 +16,13 @@ import streamlit as st
 import torch
 from streamlit.testing.v1 import AppTest
 
-from lab import challenge as ch
-from lab import plots
 from lab.data import load_for_config
 from lab.data.splits import held_out_identities
-from lab.energy import pairwise_energy_np
-from lab.evaluate import embed, verification_pairs
-from lab.runs import RunStore
+from lab.learn.runs import RunStore
+from lab.measure.evaluate import embed, verification_pairs
+from lab.metric.energy import pairwise_energy_np
+from lab.views import challenge as ch
+from lab.viz import plots
 from ui.challenge import TEACHER_STATE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -202,7 +202,7 @@ def same_face(drawn: np.ndarray, image: torch.Tensor) -> bool:
 
 def drawn_from(energies: np.ndarray, centres: np.ndarray, densities: np.ndarray,
                width: float) -> bool:
-    """Whether a drawn histogram is the density histogram of these energies (lab.plots)."""
+    """Whether a drawn histogram is the density histogram of these energies (lab.viz.plots)."""
     edges = np.append(centres - width / 2, centres[-1] + width / 2)
     counts, _ = np.histogram(np.clip(energies, edges[0], edges[-1]), bins=edges)
     return np.allclose(counts / (energies.size * width), densities, atol=1e-6)

@@ -8,7 +8,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from lab.lessons import LESSONS
+from lab.views.lessons import LESSONS
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = "app_pages/lessons.py"
@@ -54,7 +54,7 @@ def test_the_conditions_lesson_shows_its_verdict(run_root):
 
 
 def test_a_trained_lesson_shows_its_spread_over_seeds(run_root):
-    from lab.lessons import seed_spread
+    from lab.views.lessons import seed_spread
 
     at = _app("plateau")
     assert not at.exception
@@ -67,7 +67,7 @@ def test_a_trained_lesson_shows_its_spread_over_seeds(run_root):
 
 
 def test_a_live_run_against_the_claim_says_so_and_why(run_root):
-    from lab.lessons import LessonResult, VariantResult
+    from lab.views.lessons import LessonResult, VariantResult
 
     lesson = LESSONS["plateau"]
     variants = [VariantResult(label, config, {"status": "done", "eer": eer})

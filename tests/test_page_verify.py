@@ -23,10 +23,10 @@ import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from lab.config import RunConfig
-from lab.limits import MIN_FACE_PIXELS
-from lab.runs import RunStore
-from lab.train import train_run
+from lab.core.config import RunConfig
+from lab.core.limits import MIN_FACE_PIXELS
+from lab.learn.runs import RunStore
+from lab.learn.train import train_run
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = "app_pages/verify.py"

@@ -10,9 +10,9 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from lab.config import RunConfig
-from lab.runs import RunStore
-from lab.train import train_run
+from lab.core.config import RunConfig
+from lab.learn.runs import RunStore
+from lab.learn.train import train_run
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ("home", "train", "embeddings", "energies", "compare")

@@ -1,4 +1,4 @@
-"""lab.plots: each builder draws what it promises, for small hand-made inputs."""
+"""lab.viz.plots: each builder draws what it promises, for small hand-made inputs."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
-from lab import plots
+from lab.viz import plots
 
 
 def shapes_named(fig: go.Figure, name: str) -> list:
@@ -375,7 +375,7 @@ def test_image_grid_draws_the_borders_its_caption_describes() -> None:
 
 
 def test_lesson_variants_plot_shows_today_beside_the_spread():
-    from lab.plots import lesson_variants_plot
+    from lab.viz.plots import lesson_variants_plot
 
     spread = {"a": {"mean": 0.1, "std": 0.02, "min": 0.07, "max": 0.13},
               "b": {"mean": 0.2, "std": 0.01, "min": 0.19, "max": 0.22}}

@@ -1,4 +1,4 @@
-"""lab.project: 2-D maps, Procrustes alignment, warm-started frames, lazy umap."""
+"""lab.measure.project: 2-D maps, Procrustes alignment, warm-started frames, lazy umap."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lab import project as P
+from lab.measure import project as P
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -119,7 +119,7 @@ def test_numba_cache_dir_follows_metric_lab_data(monkeypatch, tmp_path) -> None:
 
 def test_importing_lab_project_does_not_import_umap() -> None:
     code = (
-        "import sys, lab.project, lab.plots; "
+        "import sys, lab.measure.project, lab.viz.plots; "
         "print('umap' in sys.modules, 'numba' in sys.modules)"
     )
     out = subprocess.run(
@@ -135,7 +135,7 @@ def test_umap_map_small_data_warm_start_and_cache(tmp_path) -> None:
     deterministic for a seed, and the degenerate inputs fall back."""
     code = """
 import os, sys, numpy as np
-from lab import project as P
+from lab.measure import project as P
 P.warm_up_umap()
 assert os.environ["NUMBA_CACHE_DIR"].endswith(os.path.join("cache", "numba")), os.environ
 rng = np.random.default_rng(0)

@@ -13,10 +13,10 @@ import time
 
 import pytest
 
-from lab.config import RunConfig
-from lab.jobs import TrainingJob, TrainingLimiter
+from lab.core.config import RunConfig
+from lab.learn.jobs import TrainingJob, TrainingLimiter
+from lab.learn.runs import RunStore
 from lab.runners.checkpoint import load_checkpoint
-from lab.runs import RunStore
 
 pytestmark = pytest.mark.slow
 ray = pytest.importorskip("ray")

@@ -1,4 +1,5 @@
-"""lab.reference: dlib's ResNet descriptor, and a lab that says so and carries on without it."""
+"""lab.faces.reference: dlib's ResNet descriptor, and a lab that says so and carries on without
+it."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lab import reference
-from lab.faces import detect_faces
-from lab.reference import ReferenceModel, ReferenceVerdict
+from lab.faces import reference
+from lab.faces.photos import detect_faces
+from lab.faces.reference import ReferenceModel, ReferenceVerdict
 
 AVAILABLE, WHY = ReferenceModel.available()
 needs_reference = pytest.mark.skipif(not AVAILABLE, reason=f"reference model missing: {WHY}")

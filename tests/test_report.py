@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from lab import report as rep
 from lab.cli import build_parser, config_from_args
-from lab.config import RunConfig
-from lab.runs import RunStore
-from lab.train import train_run
+from lab.core.config import RunConfig
+from lab.learn.runs import RunStore
+from lab.learn.train import train_run
+from lab.views import report as rep
 
 SMALL = RunConfig(num_identities=12, images_per_identity=4, image_size=16, val_identities=3,
                   test_identities=4, network="mlp", embedding_dim=8, epochs=2, seed=3)

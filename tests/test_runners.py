@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from lab.config import RunConfig
-from lab.jobs import TrainingJob, TrainingLimiter
+from lab.core.config import RunConfig
+from lab.learn.jobs import TrainingJob, TrainingLimiter
+from lab.learn.runs import RunStore
 from lab.runners import select_runner
 from lab.runners.checkpoint import CHECKPOINT_FILE, load_checkpoint
 from lab.runners.driver import InProcessHandle, SessionJob, WorkerLostError
 from lab.runners.local import LocalRunner
-from lab.runs import RunStore
 
 ROOT = str(Path(__file__).resolve().parents[1])
 TINY = RunConfig(dataset="digits", network="mlp", embedding_dim=8, epochs=4, test_identities=3,

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from lab.config import RunConfig
-from lab.evaluate import embed
-from lab.models import build_model
-from lab.runs import KNOWN_FILES, RunError, RunStore, sanitize_name
+from lab.core.config import RunConfig
+from lab.learn.models import build_model
+from lab.learn.runs import KNOWN_FILES, RunError, RunStore, sanitize_name
+from lab.measure.evaluate import embed
 
 CONFIG = RunConfig(network="cnn", embedding_dim=8, image_size=16, extra={"width": 4})
 

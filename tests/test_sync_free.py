@@ -15,12 +15,13 @@ import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
-from lab.config import RunConfig
-from lab.criterion import build_criterion
-from lab.energy import energy_matrix
-from lab.layout import LayoutCache, layout_of, pattern
-from lab.loss_specs import LOSSES
-from lab.mining import (
+from lab.core.config import RunConfig
+from lab.learn.criterion import build_criterion
+from lab.learn.train import _Accumulator
+from lab.metric.energy import energy_matrix
+from lab.metric.layout import LayoutCache, layout_of, pattern
+from lab.metric.loss_specs import LOSSES
+from lab.metric.mining import (
     MINERS,
     MinedPairs,
     MinedTriplets,
@@ -30,7 +31,6 @@ from lab.mining import (
     random_triplets,
     semihard_triplets,
 )
-from lab.train import _Accumulator
 
 SYNCING = {"nonzero", "argwhere", "unique", "unique_consecutive", "masked_select", "item",
            "tolist", "__bool__", "__int__", "__float__", "__index__", "cpu", "numpy",
@@ -192,7 +192,7 @@ def test_ragged_batches_pad_and_mask():
 
 
 def test_the_trainer_builds_one_layout_and_names_a_nan_with_its_step():
-    from lab.train import Trainer
+    from lab.learn.train import Trainer
 
     config = RunConfig(dataset="synthetic", num_identities=12, images_per_identity=4,
                        image_size=12, network="mlp", embedding_dim=8, val_identities=2,

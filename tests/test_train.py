@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from lab.config import RunConfig
-from lab.train import EpochReport, Trainer, augment_batch, pick_device
+from lab.core.config import RunConfig
+from lab.learn.train import EpochReport, Trainer, augment_batch, pick_device
 
 # An MLP: on 8x8 digits a random conv net is already a strong feature extractor for unseen
 # digits, so the lesson "training transfers to unseen identities" shows best with an MLP.
@@ -37,7 +37,7 @@ def digits():
 def test_pick_device_prefers_what_exists(monkeypatch):
     """CUDA when usable, else MPS, else the CPU; a missing explicit choice falls back to the
     CPU and says so. The devices are faked, so every branch runs on any machine."""
-    from lab import devices
+    from lab.learn import devices
 
     mps = getattr(torch.backends, "mps", None)
     monkeypatch.setattr(devices, "_cuda_choice", lambda: None)

@@ -1,13 +1,13 @@
-"""lab.train_path: the fast path computes the same step as the baseline, and says so."""
+"""lab.learn.train_path: the fast path computes the same step as the baseline, and says so."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from lab.config import RunConfig
-from lab.train import Trainer, augment_batch
-from lab.train_path import (
+from lab.core.config import RunConfig
+from lab.learn.train import Trainer, augment_batch
+from lab.learn.train_path import (
     LEVERS,
     TrainPath,
     augment_batch_grid,

@@ -1,7 +1,7 @@
 """The fast path learns what the baseline learns: same seed, same test EER within seed noise.
 
 Why the tolerance: both paths draw the same batches and augmentations and compute the same
-maths (lab.train_path), so they differ only by float rounding (the fused optimiser sums in
+maths (lab.learn.train_path), so they differ only by float rounding (the fused optimiser sums in
 another order, grid_sample's arithmetic differs from resize's by ~1e-6), which training then
 amplifies like any other perturbation. Measured on this project's 2-core box
 (benchmarks/README.md, "same numbers"; 03:38-03:52 UTC, load 15-23): over initial-weight seeds
@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import pytest
 
-from lab.config import RunConfig
-from lab.train import Trainer
+from lab.core.config import RunConfig
+from lab.learn.train import Trainer
 
 DEFAULT_TOLERANCE = 0.013
 ATT_TOLERANCE = 0.015

@@ -1,4 +1,5 @@
-"""lab.trust: the out-of-distribution check, the threshold's source, the run best for photos."""
+"""lab.measure.trust: the out-of-distribution check, the threshold's source, the run best for
+photos."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from types import SimpleNamespace
 import pytest
 from PIL import Image
 
-from lab import trust, verify
-from lab.config import RunConfig
+from lab.core.config import RunConfig
 from lab.data.splits import split_for_config
+from lab.measure import trust
+from lab.views import verify
 
 
 def info(dataset: str, eer: float | None, status: str = "done", name: str = ""):
@@ -37,9 +39,9 @@ def test_verdict_words_say_how_far_to_trust_them():
 @pytest.mark.slow
 def test_out_of_distribution_fires_on_a_photo_unlike_training_quiet_on_unseen_att(
         att_dir, run_root):
-    from lab.rephoto import rephotograph
-    from lab.runs import RunStore
-    from lab.train import train_run
+    from lab.faces.rephoto import rephotograph
+    from lab.learn.runs import RunStore
+    from lab.learn.train import train_run
 
     config = RunConfig(dataset="att", data_dir=str(att_dir), loss="arcface", energy="cosine",
                        margin=0.5, image_size=32, epochs=4, extra={"width": 8}, device="cpu")

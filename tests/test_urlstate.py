@@ -1,7 +1,7 @@
 """The configuration in the URL: round trip, and every bad value refused with a sentence."""
 
-from lab.config import RunConfig, problems
-from lab.urlstate import config_from_query, config_to_query
+from lab.core.config import RunConfig, problems
+from lab.views.urlstate import config_from_query, config_to_query
 
 
 def test_round_trip_keeps_every_changed_field():

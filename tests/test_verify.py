@@ -1,4 +1,5 @@
-"""lab.verify: the pair decision, the run's FAR threshold, the CLI, and privacy (nothing on disk).
+"""lab.views.verify: the pair decision, the run's FAR threshold, the CLI, and privacy (nothing on
+disk).
 
 The embedder in most tests is a stand-in (mean-pooled pixels): what is tested here is the
 pipeline around it, not a network. AT&T photos are used when present."""
@@ -17,10 +18,10 @@ import pytest
 import torch
 from PIL import Image
 
-from lab import verify
-from lab.faces import NoFaceError, PhotoError, TinyFaceError
-from lab.reference import ReferenceModel
-from lab.verify import threshold_at_far, verify_pair
+from lab.faces.photos import NoFaceError, PhotoError, TinyFaceError
+from lab.faces.reference import ReferenceModel
+from lab.views import verify
+from lab.views.verify import threshold_at_far, verify_pair
 
 REFERENCE_OK, REFERENCE_WHY = ReferenceModel.available()
 
@@ -169,7 +170,7 @@ def test_reference_verdict_beside_the_students(att_dir):
 
 
 def test_reference_missing_is_said_and_the_rest_works(att_dir, monkeypatch):
-    from lab import reference
+    from lab.faces import reference
 
     monkeypatch.setattr(reference, "shared_reference", lambda: None)
     monkeypatch.setattr(ReferenceModel, "available", staticmethod(lambda: (False, "no dlib")))
@@ -259,9 +260,9 @@ def test_photos_never_touch_the_disk(att_dir, run_root, monkeypatch, tmp_path):
 @pytest.fixture
 def tiny_run(run_root):
     """A saved run (untrained weights) on a small synthetic set, in a throw-away store."""
-    from lab.config import RunConfig
-    from lab.models import build_model
-    from lab.runs import RunStore
+    from lab.core.config import RunConfig
+    from lab.learn.models import build_model
+    from lab.learn.runs import RunStore
 
     config = RunConfig(dataset="synthetic", num_identities=12, images_per_identity=4,
                        image_size=16, network="linear", embedding_dim=8, val_identities=4,

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lab.config import RunConfig
-from lab.runs import RunStore
-from lab.train import train_run
-from lab.views import probe_history, seen_mask, verification_at
+from lab.core.config import RunConfig
+from lab.learn.runs import RunStore
+from lab.learn.train import train_run
+from lab.views.run_view import probe_history, seen_mask, verification_at
 
 TINY = RunConfig(dataset="digits", network="mlp", embedding_dim=8, epochs=2, test_identities=3,
                  val_identities=2, p_identities=5, k_images=4, steps_per_epoch=3, seed=2)
@@ -32,8 +32,8 @@ def test_maps_hold_seen_and_unseen_identities_but_metrics_only_unseen(run_root):
 
 
 def test_two_runs_of_one_name_get_labels_that_tell_them_apart():
-    from lab.runs import RunInfo
-    from lab.views import run_labels, run_names
+    from lab.learn.runs import RunInfo
+    from lab.views.run_view import run_labels, run_names
 
     infos = [RunInfo(id=f"20260101-00000{k}-abc00{k}", name=name, status="done", path=Path("."))
              for k, name in enumerate(["same", "same", "other"])]
@@ -43,8 +43,8 @@ def test_two_runs_of_one_name_get_labels_that_tell_them_apart():
 
 
 def test_default_names_carry_the_loss_the_margin_and_the_time():
-    from lab.config import RunConfig
-    from lab.runs import default_name
+    from lab.core.config import RunConfig
+    from lab.learn.runs import default_name
 
     when = time.mktime((2026, 1, 2, 10, 11, 12, 0, 0, -1))
     assert default_name(RunConfig(margin=0.5), when) == "contrastive m=0.5 on synthetic · 10:11:12"
@@ -52,8 +52,8 @@ def test_default_names_carry_the_loss_the_margin_and_the_time():
 
 
 def test_time_left_leaves_the_pauses_out():
-    from lab.train import EpochReport
-    from lab.views import eta_seconds, training_seconds
+    from lab.learn.train import EpochReport
+    from lab.views.run_view import eta_seconds, training_seconds
 
     # Two epochs of 2 s each, with a 60 s pause between them (elapsed counts it).
     common = dict(epochs=4, loss=1.0, images_per_second=1.0, active_fraction=0.5,
@@ -65,7 +65,7 @@ def test_time_left_leaves_the_pauses_out():
 
 
 def test_short_numbers_fit_a_card():
-    from lab.views import short_number
+    from lab.views.run_view import short_number
 
     assert short_number(136591.25) == "1.37e5"
     assert short_number(0.12345) == "0.1235"

@@ -7,9 +7,9 @@ import inspect
 
 import streamlit as st
 
-from lab import plots
-from lab.loss_specs import LOSSES
-from lab.runs import RunError, RunStore
+from lab.learn.runs import RunError, RunStore
+from lab.metric.loss_specs import LOSSES
+from lab.viz import plots
 from ui import icons
 
 JOB_KEY = "training_job"
@@ -98,8 +98,8 @@ def loss_formula(loss: str, expanded: bool = False) -> None:
 def pick_run(label: str = "Run", key: str = "run", statuses: tuple[str, ...] | None = None,
              prefer=None):
     """A run picker; tells the user what to do when there is no run yet. Returns (info, run).
-    prefer: reorders the runs (the first is the default), e.g. lab.trust.photo_order."""
-    from lab.views import run_labels
+    prefer: reorders the runs (the first is the default), e.g. lab.measure.trust.photo_order."""
+    from lab.views.run_view import run_labels
 
     store = run_store()
     infos = [i for i in store.list() if i.status != "corrupt"
@@ -157,7 +157,7 @@ def _umap_warm_up_thread():
     """Started once per server process: compiles UMAP's numba code in the background."""
     import threading
 
-    from lab.project import warm_up_umap
+    from lab.measure.project import warm_up_umap
 
     thread = threading.Thread(target=warm_up_umap, name="umap-warm-up", daemon=True)
     thread.start()
@@ -171,7 +171,7 @@ def warm_up_umap_in_background() -> None:
 @st.cache_resource(max_entries=4, show_spinner="Loading the dataset ...")
 def dataset_for(config_json: str):
     """The dataset a run was trained on (kept in memory, shared by all sessions)."""
-    from lab.config import RunConfig
+    from lab.core.config import RunConfig
     from lab.data import load_for_config
 
     return load_for_config(RunConfig.from_json(config_json))
@@ -193,8 +193,8 @@ def probe_images(run, history):
 
 def config_from_url():
     """The Train page's configuration as the URL (or this session's widgets) holds it."""
-    from lab.config import RunConfig
-    from lab.urlstate import config_from_query
+    from lab.core.config import RunConfig
+    from lab.views.urlstate import config_from_query
 
     if CONFIG_KEY in st.session_state:
         return st.session_state[CONFIG_KEY]
@@ -204,7 +204,7 @@ def config_from_url():
 def pick_run_history():
     """A run picker for the pages that draw epochs: (run, its probe history), or stop the page
     with a sentence saying what to do first."""
-    from lab.views import probe_history
+    from lab.views.run_view import probe_history
 
     _, run = pick_run()
     if run is None:

@@ -1,6 +1,6 @@
 """Streamlit glue of class challenges: which challenge this browser joined, the teacher key the
 person typed, the student's session token, and the Train page's limits. The rules are in
-lab.challenge; everything here only reads them or passes what the user typed to them."""
+lab.views.challenge; everything here only reads them or passes what the user typed to them."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import secrets
 import streamlit as st
 
 import ui
-from lab import challenge as ch
+from lab.views import challenge as ch
 from ui import icons
 
 JOINED_KEY = "challenge_joined"

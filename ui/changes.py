@@ -1,17 +1,17 @@
-"""Change the learning rate or the margin of a paused run (the work is lab.changes)."""
+"""Change the learning rate or the margin of a paused run (the work is lab.learn.changes)."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from lab import fields
-from lab.loss_specs import LOSSES
+from lab.core import fields
+from lab.metric.loss_specs import LOSSES
 from ui import icons
 
 
 def change_settings(job) -> None:
     """A small form under the buttons while the run is paused; applied when it goes on. The
-    ranges are the Train controls' (lab.fields)."""
+    ranges are the Train controls' (lab.core.fields)."""
     config = job.config
     spec = LOSSES[config.loss]
     with st.expander(f"{icons.EDIT} Change a setting, then Resume or Step"), \

@@ -1,13 +1,13 @@
-"""The Energies page's error gallery (the search is lab.errors)."""
+"""The Energies page's error gallery (the search is lab.measure.errors)."""
 
 from __future__ import annotations
 
 import numpy as np
 import streamlit as st
 
-from lab import plots
-from lab.errors import worst_errors
-from lab.views import nearest_neighbours
+from lab.measure.errors import worst_errors
+from lab.views.run_view import nearest_neighbours
+from lab.viz import plots
 
 NEIGHBOURS = 2
 
@@ -55,9 +55,9 @@ def error_gallery(run, history, round_index: int, threshold: float, images,
 def _reference_descriptors(config_json: str, indices: tuple[int, ...]) -> np.ndarray:
     """The reference model's descriptors of these dataset images, loaded at the reference's
     size through the run's own loader (same order, same centre crop), kept per run."""
-    from lab.config import RunConfig
+    from lab.core.config import RunConfig
     from lab.data import load_for_config
-    from lab.reference import REFERENCE_IMAGE_SIZE, describe_images, shared_reference
+    from lab.faces.reference import REFERENCE_IMAGE_SIZE, describe_images, shared_reference
 
     config = RunConfig.from_json(config_json)
     faces = load_for_config(config.replace(image_size=REFERENCE_IMAGE_SIZE))
@@ -69,8 +69,8 @@ def reference_disagreements(run, history, round_index: int, threshold: float, im
     """Face datasets: the unseen test pairs where the student (at ``threshold``) and the
     reference model (at its own 0.6) answer differently, both photos and both distances."""
     from lab.data import DatasetError
-    from lab.errors import disagreements, unseen_test_index
-    from lab.reference import FACE_DATASETS, ReferenceModel
+    from lab.faces.reference import FACE_DATASETS, ReferenceModel
+    from lab.measure.errors import disagreements, unseen_test_index
 
     st.markdown("**Where the student and the reference model disagree**")
     if run.config.dataset not in FACE_DATASETS:

@@ -1,10 +1,10 @@
-"""The health monitor's banner on the Train page (the diagnosis itself is lab.health)."""
+"""The health monitor's banner on the Train page (the diagnosis itself is lab.measure.health)."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from lab.health import diagnose
+from lab.measure.health import diagnose
 from ui import icons
 
 ICONS = {"diverged": ":material/error:", "collapse": ":material/compress:",
@@ -13,7 +13,8 @@ ICONS = {"diverged": ":material/error:", "collapse": ":material/compress:",
 
 
 def health_banner(reports, config) -> list:
-    """One line per finding of the run so far (lab.health.diagnose), with its fix; returns them.
+    """One line per finding of the run so far (lab.measure.health.diagnose), with its fix; returns
+    them.
 
     Divergence already has its own red box on the page, so it is not repeated here."""
     findings = diagnose([r.record() for r in reports], config)

@@ -1,12 +1,12 @@
-"""The miner inspector's panel (Train tab and Energies section); the work is lab.inspector."""
+"""The miner inspector's panel (Train tab and Energies section); the work is lab.views.inspector."""
 
 from __future__ import annotations
 
 import numpy as np
 import streamlit as st
 
-from lab import plots
-from lab.inspector import Inspection, inspect_saved_run, inspect_trainer
+from lab.views.inspector import Inspection, inspect_saved_run, inspect_trainer
+from lab.viz import plots
 
 CACHE_KEY = "miner_inspections"
 ARROWS = 14  # items drawn with their move: the deepest on the wrong side, then those that cross
@@ -106,7 +106,7 @@ def inspector_for_job(job, store, dataset_for, presenter: bool = False) -> None:
                              lambda: inspect_trainer(trainer, latest.epoch + 1))
     elif not job.active and job.run_id is not None and job.saved:
         from lab.data import DatasetError
-        from lab.runs import RunError
+        from lab.learn.runs import RunError
 
         try:
             run = (job.store if job.store is not None else store).load(job.run_id)
@@ -125,7 +125,7 @@ def inspector_for_job(job, store, dataset_for, presenter: bool = False) -> None:
 def inspector_for_run(run, dataset_for, presenter: bool = False) -> None:
     """The Energies page's section: a saved run's final weights on one of its batches."""
     from lab.data import DatasetError
-    from lab.runs import RunError
+    from lab.learn.runs import RunError
 
     if not run.path or run.status in ("running", "paused"):
         st.caption("The inspector opens once this run has finished.")

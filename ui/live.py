@@ -6,11 +6,10 @@ import numpy as np
 import streamlit as st
 
 import ui
-from lab import plots
-from lab.changes import markers, setting_at
-from lab.energy import energy_bound, energy_matrix_np
-from lab.margin_view import energy_margin, gap_histogram, margin_on_gap_axis, triplet_gaps
-from lab.views import (
+from lab.learn.changes import markers, setting_at
+from lab.metric.energy import energy_bound, energy_matrix_np
+from lab.views.margin_view import energy_margin, gap_histogram, margin_on_gap_axis, triplet_gaps
+from lab.views.run_view import (
     eta_seconds,
     live_map,
     pair_energies,
@@ -18,6 +17,7 @@ from lab.views import (
     training_seconds,
     verification_of,
 )
+from lab.viz import plots
 from ui import icons
 from ui.health import health_banner
 
@@ -36,10 +36,11 @@ def _final_curves(job, config):
 def _training_warm_up_thread():
     """Once per server process, when the Train page is first drawn: the first training's
     one-time costs (torch._dynamo import, oneDNN set-up; seconds on a laptop CPU) are paid in
-    the background before Run is pressed (lab.train.warm_up; measured by `lab bench dashboard`)."""
+    the background before Run is pressed (lab.learn.train.warm_up; measured by `lab bench
+    dashboard`)."""
     import threading
 
-    from lab.train import warm_up
+    from lab.learn.train import warm_up
 
     thread = threading.Thread(target=warm_up, name="train-warm-up", daemon=True)
     thread.start()

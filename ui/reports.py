@@ -1,4 +1,5 @@
-"""Download buttons for the self-contained HTML reports of lab.report (built only when clicked)."""
+"""Download buttons for the self-contained HTML reports of lab.views.report (built only when
+clicked)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from ui import icons
 
 def report_button(label: str, make: Callable[[], object], file_name: str, key: str,
                   help: str | None = None) -> None:
-    """A download button whose report (a lab.report.Report) is made when it is pressed: a run's
-    report embeds 2 MB of plotly.js, so it is not rebuilt on every rerun."""
+    """A download button whose report (a lab.views.report.Report) is made when it is pressed: a
+    run's report embeds 2 MB of plotly.js, so it is not rebuilt on every rerun."""
 
     def build() -> bytes:
         return make().html().encode("utf-8")
@@ -26,7 +27,7 @@ def report_button(label: str, make: Callable[[], object], file_name: str, key: s
 
 def run_report_button(store, run_ids: list[str], key: str, label: str = "Report (HTML)"
                       ) -> None:
-    from lab.report import run_report
+    from lab.views.report import run_report
 
     if not run_ids:
         return

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab import settings
+from lab.core import settings
+from lab.core.settings import cache_dir, data_root, downloads_allowed
 from lab.data.errors import DatasetError
 from lab.data.faceset import DataSource, FaceSet, LoadReport
-from lab.settings import cache_dir, data_root, downloads_allowed
 
 __all__ = [
     "DatasetError", "DatasetInfo", "DataSource", "FaceSet", "LoadReport", "att_dir", "cache_dir",
@@ -151,7 +151,7 @@ _EXTRA_OPTIONS = {
 
 
 def load_for_config(config) -> FaceSet:
-    """The FaceSet a RunConfig asks for (lab.config.RunConfig fields mapped to options)."""
+    """The FaceSet a RunConfig asks for (lab.core.config.RunConfig fields mapped to options)."""
     if getattr(config, "pipeline", "none") != "none":
         return _load_through_pipeline(config)
     options: dict[str, Any] = {}

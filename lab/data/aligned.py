@@ -1,10 +1,10 @@
-"""A face dataset loaded through the face pipeline (lab.facepipe): detect, align, crop, light.
+"""A face dataset loaded through the face pipeline (lab.faces.facepipe): detect, align, crop, light.
 
 Detection costs about 0.07 s per AT&T image on one core (dlib HOG at 4x upscale), so the
 result is computed once per dataset and settings and cached under ``data/cache/pipeline`` as
 an .npz (no pickle: ``np.load(allow_pickle=False)``). The cache key hashes everything the
 output depends on: the pipeline, the input size and channels, the detector, whether landmarks
-are installed, ``lab.facepipe.VERSION`` and the dataset's files (path, size, modification
+are installed, ``lab.faces.facepipe.VERSION`` and the dataset's files (path, size, modification
 time), so changing any of them rebuilds the cache instead of serving a stale one.
 
 Images where no face is found are kept, cut as the whole image (the same fallback Verify uses
@@ -34,7 +34,7 @@ MOSTLY_NO_FACE = 0.5  # more than this share of images without a face: refuse, s
 def _member_listing(source: Any) -> tuple[list[tuple[str, str, Any]], str, LoadReport]:
     """(identity, file name, bytes reader) of every image of a folder or zip, in order, and a
     fingerprint of the files (names, sizes, times) for the cache key."""
-    from lab import limits
+    from lab.core import limits
     from lab.data.folder import _ByteBudget, _iter_identities, _open_members
     from lab.data.images import IMAGE_SUFFIXES
 
@@ -60,7 +60,8 @@ def _member_listing(source: Any) -> tuple[list[tuple[str, str, Any]], str, LoadR
 
 def cache_key(fingerprint: str, pipeline: str, image_size: int, channels: int | None) -> str:
     """Hash of everything the pipeline's output depends on (see the module docstring)."""
-    from lab import facepipe, faces
+    from lab.faces import facepipe
+    from lab.faces import photos as faces
 
     settings = {"files": fingerprint, "pipeline": pipeline, "image_size": int(image_size),
                 "channels": channels, "detector": faces.best_detector(),
@@ -70,7 +71,7 @@ def cache_key(fingerprint: str, pipeline: str, image_size: int, channels: int | 
 
 
 def pipeline_cache_dir() -> Path:
-    from lab.settings import cache_dir
+    from lab.core.settings import cache_dir
 
     return cache_dir("pipeline")
 
@@ -82,8 +83,8 @@ def load_through_pipeline(source: Any, *, pipeline: str, image_size: int,
 
     channels None: 3 when any image has colour, else 1 (said in the report when mixed).
     """
-    from lab import facepipe
     from lab.data.folder import FOLDER_SOURCE
+    from lab.faces import facepipe
 
     facepipe.parse_pipeline(pipeline)
     data_source = data_source or FOLDER_SOURCE
@@ -103,7 +104,7 @@ def load_through_pipeline(source: Any, *, pipeline: str, image_size: int,
 
 
 def _decode(read) -> Image.Image:
-    from lab.faces import PhotoError, load_photo
+    from lab.faces.photos import PhotoError, load_photo
 
     try:
         return load_photo(read())
@@ -116,8 +117,8 @@ def _decode(read) -> Image.Image:
 def _detections(fingerprint: str, images: list[Image.Image], detect) -> list:
     """The face each image is cut around (or None), cached per files and detector: every
     pipeline setting of one dataset shares one detection pass (0.07 s an AT&T image)."""
-    from lab import faces
-    from lab.facepipe import first_usable_face
+    from lab.faces import photos as faces
+    from lab.faces.facepipe import first_usable_face
 
     key = hashlib.sha256(json.dumps({"files": fingerprint, "detector": faces.best_detector(),
                                      "landmarks": faces.has_landmarks(), "count": len(images)},
@@ -141,11 +142,11 @@ def _detections(fingerprint: str, images: list[Image.Image], detect) -> list:
 
 def _build(listing, report: LoadReport, pipeline: str, image_size: int, channels: int | None,
            data_source, fingerprint: str = "") -> tuple[FaceSet, dict]:
-    from lab import limits
+    from lab.core import limits
     from lab.data.folder import _is_colour
     from lab.data.images import UnreadableImageError
-    from lab.facepipe import face_input, first_usable_face
-    from lab.faces import detect_faces
+    from lab.faces.facepipe import face_input, first_usable_face
+    from lab.faces.photos import detect_faces
 
     decoded: list[tuple[str, str, Image.Image]] = []
     for identity, file, read in listing:

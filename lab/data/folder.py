@@ -4,7 +4,7 @@ Layout: ``root/<identity>/<image>`` (deeper sub-folders are merged into their id
 may wrap that in one top folder (``faces.zip: faces/alice/1.jpg``), which is looked through.
 Zips are read member by member in memory, never extracted, and guarded: a member path with
 ``..`` or an absolute path is refused, as is an archive that declares or actually expands past
-``lab.limits.MAX_ARCHIVE_EXPANDED_BYTES`` or holds more than ``MAX_ARCHIVE_MEMBERS`` members.
+``lab.core.limits.MAX_ARCHIVE_EXPANDED_BYTES`` or holds more than ``MAX_ARCHIVE_MEMBERS`` members.
 
 Files that are not images, truncated or corrupt are skipped and named in the LoadReport. An
 identity with a single image is kept as an impostor-only identity (it has no genuine pair, but
@@ -25,7 +25,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import torch
 
-from lab import limits
+from lab.core import limits
 from lab.data.errors import DatasetError
 from lab.data.faceset import DataSource, FaceSet, LoadReport
 from lab.data.images import IMAGE_SUFFIXES, UnreadableImageError, decode_image, to_square
@@ -91,14 +91,14 @@ class _ByteBudget:
         self.used += count
         if self.used > self.limit:
             raise DatasetError(f"{self.what} refused: it expands past the limit of "
-                               f"{self.limit:,} bytes (lab.limits.MAX_ARCHIVE_EXPANDED_BYTES)")
+                               f"{self.limit:,} bytes (lab.core.limits.MAX_ARCHIVE_EXPANDED_BYTES)")
 
 
 def _zip_members(archive: zipfile.ZipFile, budget: _ByteBudget) -> list[_Member]:
     infos = archive.infolist()
     if len(infos) > limits.MAX_ARCHIVE_MEMBERS:
         raise DatasetError(f"zip refused: {len(infos):,} members, the limit is "
-                           f"{limits.MAX_ARCHIVE_MEMBERS:,} (lab.limits.MAX_ARCHIVE_MEMBERS)")
+                           f"{limits.MAX_ARCHIVE_MEMBERS:,} (lab.core.limits.MAX_ARCHIVE_MEMBERS)")
     declared = 0
     members = []
     for info in infos:
@@ -110,7 +110,7 @@ def _zip_members(archive: zipfile.ZipFile, budget: _ByteBudget) -> list[_Member]
     if declared > limits.MAX_ARCHIVE_EXPANDED_BYTES:
         raise DatasetError(f"zip refused: it declares {declared:,} bytes once expanded, the limit "
                            f"is {limits.MAX_ARCHIVE_EXPANDED_BYTES:,} "
-                           "(lab.limits.MAX_ARCHIVE_EXPANDED_BYTES)")
+                           "(lab.core.limits.MAX_ARCHIVE_EXPANDED_BYTES)")
     return members
 
 
@@ -144,7 +144,7 @@ def _directory_members(root: Path, budget: _ByteBudget) -> list[_Member]:
             members.append(_Member(rel, full.stat().st_size, _file_reader(full, budget)))
             if len(members) > limits.MAX_ARCHIVE_MEMBERS:
                 raise DatasetError(f"folder refused: more than {limits.MAX_ARCHIVE_MEMBERS:,} "
-                                   "files (lab.limits.MAX_ARCHIVE_MEMBERS)")
+                                   "files (lab.core.limits.MAX_ARCHIVE_MEMBERS)")
     return members
 
 
@@ -176,7 +176,7 @@ def _open_members(source: str | os.PathLike | bytes, budget: _ByteBudget
     if isinstance(source, bytes | bytearray):
         if len(source) > limits.MAX_ARCHIVE_BYTES:
             raise DatasetError(f"zip refused: {len(source):,} bytes, the limit is "
-                               f"{limits.MAX_ARCHIVE_BYTES:,} (lab.limits.MAX_ARCHIVE_BYTES)")
+                               f"{limits.MAX_ARCHIVE_BYTES:,} (lab.core.limits.MAX_ARCHIVE_BYTES)")
         return _open_zip(io.BytesIO(bytes(source)), budget, "uploaded zip")
     path = Path(source).expanduser()
     if not path.exists():
@@ -186,7 +186,7 @@ def _open_members(source: str | os.PathLike | bytes, budget: _ByteBudget
         return _directory_members(path, budget), None, str(path)
     if path.stat().st_size > limits.MAX_ARCHIVE_BYTES:
         raise DatasetError(f"zip refused: {path.name} is {path.stat().st_size:,} bytes, the limit "
-                           f"is {limits.MAX_ARCHIVE_BYTES:,} (lab.limits.MAX_ARCHIVE_BYTES)")
+                           f"is {limits.MAX_ARCHIVE_BYTES:,} (lab.core.limits.MAX_ARCHIVE_BYTES)")
     if path.suffix.lower() != ".zip" and not zipfile.is_zipfile(path):
         raise DatasetError(f"{path} is neither a folder nor a zip archive; give a folder with one "
                            "sub-folder per identity, or a .zip of such a folder")
@@ -293,7 +293,7 @@ def _assemble(decoded: list[tuple[str, list[np.ndarray]]], report: LoadReport, l
                            "Put each person's images in their own sub-folder.")
     if len(kept) > limits.MAX_IDENTITIES:
         raise DatasetError(f"{label}: {len(kept):,} identities, the limit is "
-                           f"{limits.MAX_IDENTITIES:,} (lab.limits.MAX_IDENTITIES)")
+                           f"{limits.MAX_IDENTITIES:,} (lab.core.limits.MAX_IDENTITIES)")
     singles = [name for name, arrays in kept if len(arrays) == 1]
     if len(singles) == len(kept):
         raise DatasetError(f"{label}: every identity has a single image, so there is no genuine "

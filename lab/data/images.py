@@ -23,7 +23,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps
 
-from lab import limits
+from lab.core import limits
 
 Image.MAX_IMAGE_PIXELS = limits.MAX_IMAGE_PIXELS
 

@@ -93,7 +93,7 @@ def fitted_sizes(num_identities: int, n_val: int, n_test: int) -> tuple[int, int
 def held_out_identities(config, num_identities: int) -> list[int]:
     """The identities a class challenge keeps hidden (``config.extra["holdout"]`` = {"seed",
     "count"}): drawn from their own seed, before any split, so no run of the challenge trains,
-    tunes or draws on them; the challenge scores its runs on them (lab.challenge). [] when the
+    tunes or draws on them; the challenge scores its runs on them (lab.views.challenge). [] when the
     config has no holdout."""
     holdout = (getattr(config, "extra", None) or {}).get("holdout")
     if not holdout:

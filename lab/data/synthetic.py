@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from lab import limits
+from lab.core import limits
 from lab.data.errors import DatasetError
 from lab.data.faceset import DataSource, FaceSet, LoadReport
 

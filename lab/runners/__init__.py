@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from lab import settings
-from lab.config import RunConfig
+from lab.core import settings
+from lab.core.config import RunConfig
 
 ADDRESS_VARIABLE = settings.RAY_ADDRESS_VARIABLE
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 from safetensors.torch import load_file, save
 
-from lab.runs import Run, RunError, _atomic_write
+from lab.learn.runs import Run, RunError, _atomic_write
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
 

@@ -18,8 +18,8 @@ import socket
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from lab.config import RunConfig
-from lab.jobs import TrainingJob
+from lab.core.config import RunConfig
+from lab.learn.jobs import TrainingJob
 from lab.runners.checkpoint import (
     Checkpoint,
     load_checkpoint,
@@ -123,7 +123,7 @@ class SessionJob(TrainingJob):
         self.node_id: str | None = None  # the Ray node it trains on
 
     def _apply_changes(self) -> None:
-        """Settings changed while paused (lab.changes) go to the session, which applies them
+        """Settings changed while paused (lab.learn.changes) go to the session, which applies them
         to its trainer before the next epoch, as a local job does."""
         with self._lock:
             changes, self._changes = getattr(self, "_changes", {}), {}
@@ -137,7 +137,7 @@ class SessionJob(TrainingJob):
             self.status, self.message = "interrupted", self._interruption
 
     def _train(self, train_run):
-        from lab.runs import RunStore
+        from lab.learn.runs import RunStore
 
         store = self.store if self.store is not None else RunStore()
         run, checkpoint = None, None
@@ -159,7 +159,7 @@ class SessionJob(TrainingJob):
                     handle.close()
 
     def _drive(self, handle: SessionHandle, store, run, checkpoint: Checkpoint | None):
-        from lab.train import EpochReport, MemoryRun, _to_memory
+        from lab.learn.train import EpochReport, MemoryRun, _to_memory
 
         info = handle.call("describe")
         self.node_id = info.get("node_id")

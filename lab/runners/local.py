@@ -1,14 +1,14 @@
-"""The local runner: today's trainings in this process (lab.jobs), unchanged.
+"""The local runner: today's trainings in this process (lab.learn.jobs), unchanged.
 
 One background thread per training behind the process-wide fair queue
-(:func:`lab.jobs.shared_limiter`). Resuming an interrupted run trains its session in this
+(:func:`lab.learn.jobs.shared_limiter`). Resuming an interrupted run trains its session in this
 process too (lab.runners.driver), in the same queue.
 """
 
 from __future__ import annotations
 
-from lab.config import RunConfig
-from lab.jobs import SweepJob, TrainingJob
+from lab.core.config import RunConfig
+from lab.learn.jobs import SweepJob, TrainingJob
 
 
 class LocalRunner:

@@ -7,10 +7,10 @@ by default); only then is this module, and Ray, imported.
   ``METRIC_LAB_RAY_CPUS`` (default 1) and ``num_gpus`` = ``METRIC_LAB_RAY_GPUS`` (default 0; a
   fraction such as 0.25 lets four students share one GPU: Ray sets ``CUDA_VISIBLE_DEVICES`` for
   the actor and ``pick_device`` then finds it). Ray chooses the node.
-- **Fairness**: the app's own :class:`lab.jobs.TrainingLimiter` stays in front, sized to what the
-  cluster holds (its CPUs, or GPUs, divided by one training's share; ``METRIC_LAB_MAX_TRAININGS``
-  overrides it), so a full cluster shows every student their place in one fair queue instead of
-  leaving actors pending inside Ray where nobody can see the order.
+- **Fairness**: the app's own :class:`lab.learn.jobs.TrainingLimiter` stays in front, sized to what
+  the cluster holds (its CPUs, or GPUs, divided by one training's share;
+  ``METRIC_LAB_MAX_TRAININGS`` overrides it), so a full cluster shows every student their place in
+  one fair queue instead of leaving actors pending inside Ray where nobody can see the order.
 - **Nothing lost**: the actor sends every report and, every few epochs, a checkpoint; the app
   writes the run store (lab.runners.driver). A dead actor or node -> the run is *interrupted* at
   its last checkpoint. A head that stops answering -> every run in flight is interrupted and
@@ -34,9 +34,9 @@ from typing import Any
 import ray
 import ray._private.auto_init_hook
 
-from lab import settings
-from lab.config import RunConfig
-from lab.jobs import SweepJob, TrainingLimiter
+from lab.core import settings
+from lab.core.config import RunConfig
+from lab.learn.jobs import SweepJob, TrainingLimiter
 from lab.runners.driver import SessionJob, WorkerLostError
 from lab.runners.session import SELF_MADE_DATASETS, TrainingSession, checkpoint_every
 

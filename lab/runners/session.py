@@ -16,8 +16,8 @@ import os
 import socket
 import sys
 
-from lab import settings
-from lab.config import RunConfig
+from lab.core import settings
+from lab.core.config import RunConfig
 
 # Datasets a worker can make itself (generated, or shipped inside a package): the app sends
 # every other dataset's images, so worker nodes need no copy of data/ and no shared disk.
@@ -35,11 +35,11 @@ def checkpoint_every() -> int:
 
 
 class TrainingSession:
-    """A :class:`lab.train.Trainer` behind three calls: ``describe``, ``next``, ``stop``."""
+    """A :class:`lab.learn.train.Trainer` behind three calls: ``describe``, ``next``, ``stop``."""
 
     def __init__(self, config: RunConfig, faceset=None, checkpoint=None,
                  every: int | None = None, time_budget: float | None = None):
-        from lab.train import Trainer
+        from lab.learn.train import Trainer
 
         self.every = every or checkpoint_every()
         self.trainer = Trainer(config, faceset, time_budget=time_budget)
@@ -70,7 +70,7 @@ class TrainingSession:
         """Train up to the next report; returns (report, checkpoint state or None).
 
         The checkpoint comes with every ``every``-th epoch and with the last report."""
-        from lab.train import _add_health
+        from lab.learn.train import _add_health
 
         if self._fit is None:
             self._fit = self.trainer.fit()
@@ -87,9 +87,9 @@ class TrainingSession:
         self.trainer.stop()
 
     def change(self, changes: dict) -> None:
-        """New learning rate / margin for the rest of the run (lab.changes; asked while
+        """New learning rate / margin for the rest of the run (lab.learn.changes; asked while
         paused, so between two ``next`` calls)."""
-        from lab.changes import apply_changes
+        from lab.learn.changes import apply_changes
 
         apply_changes(self.trainer, changes)
 

@@ -1,0 +1,1 @@
+"""Core: settings, limits, the field table and RunConfig; every other layer reads them."""

@@ -1,0 +1,1 @@
+"""Faces: photos in, faces found and cropped, the reference model; nothing learns here."""

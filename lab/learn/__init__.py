@@ -1,0 +1,1 @@
+"""Learn: models, the trainer, runs and jobs; the engine that turns a config into a run."""

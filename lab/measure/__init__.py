@@ -1,0 +1,1 @@
+"""Measure: figures of merit of embeddings: verification, projections, health."""

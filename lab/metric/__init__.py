@@ -1,0 +1,1 @@
+"""Metric: energies, mining, the losses and their registry: the lesson itself."""

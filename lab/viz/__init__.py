@@ -1,0 +1,1 @@
+"""Viz: figure builders, pure functions from numbers to plotly figures."""
