@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from lab import bench, cli
+from lab.bench import common, dashboard, memory
 from lab.bench import throughput as bench_train
 
 CHROMIUM = os.environ.get("METRIC_LAB_CHROMIUM", "/usr/bin/chromium")
@@ -32,22 +33,22 @@ def test_registry_has_every_bench():
 
 
 def test_timing_helpers(monkeypatch):
-    assert bench.median([3.0, 1.0, 2.0, None]) == 2.0
-    assert bench.median([]) is None
-    assert bench.timings([{"a": 1.0, "b": 4.0}, {"a": 3.0}]) == {"a": 2.0, "b": 4.0}
+    assert common.median([3.0, 1.0, 2.0, None]) == 2.0
+    assert common.median([]) is None
+    assert common.timings([{"a": 1.0, "b": 4.0}, {"a": 3.0}]) == {"a": 2.0, "b": 4.0}
     # The clock subtracts the start from the end of each counter, wall and CPU apart: fake
     # counters make the expected differences exact (no real time is asserted).
     wall, cpu = iter([10.0, 12.5]), iter([3.0, 3.25])
     monkeypatch.setattr(bench.time, "perf_counter", lambda: next(wall))
     monkeypatch.setattr(bench.time, "process_time", lambda: next(cpu))
-    with bench.Clock() as clock:
+    with common.Clock() as clock:
         pass
     assert clock.wall == 2.5 and clock.cpu == 0.25
 
 
 def test_dashboard_quick(tmp_path):
     result = run_bench(tmp_path, "dashboard", "--quick")
-    assert set(result["wall_s"]) == set(bench.DASHBOARD_PARTS)
+    assert set(result["wall_s"]) == set(dashboard.DASHBOARD_PARTS)
     # total = the sum of the parts (one run in --quick: its median is itself)
     assert result["total_wall_s"] == pytest.approx(sum(result["wall_s"].values()), abs=1e-3)
     first = result["first_run"]
@@ -147,7 +148,7 @@ def test_memory_quick(tmp_path):
     assert set(result["runs"]) == {"1", "2"}
     for figures in result["runs"].values():
         assert figures["peak_rss_mib"] > 0
-        assert set(figures["pages"]) == set(bench.MEMORY_PAGES)
+        assert set(figures["pages"]) == set(memory.MEMORY_PAGES)
 
 
 def test_the_lab_library_knows_nothing_of_streamlit():
@@ -179,7 +180,7 @@ def test_step_flops_of_the_linear_metric():
     backward needs only the weight's gradient (2·N·F·D); the contrastive loss adds no matmul."""
     from lab.data import load_for_config
 
-    config = bench._quick_config(network="linear")
+    config = dashboard._quick_config(network="linear")
     faceset = load_for_config(config)
     n, features = config.p_identities * config.k_images, 3 * 16 * 16
     assert bench_train.step_flops(config, faceset) == 4 * n * features * config.embedding_dim

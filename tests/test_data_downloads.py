@@ -209,7 +209,7 @@ def test_load_for_config_maps_fields(data_home, monkeypatch):
 
 
 def test_data_list_command_prints_every_dataset(data_home):
-    from lab.data.cli import add_parser, run_list
+    from lab.cli.data import add_parser, run_list
 
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers(dest="command"))

@@ -18,6 +18,8 @@ import pytest
 import torch
 from PIL import Image
 
+from lab.bench import verify as verify_bench
+from lab.cli import verify as verify_cli
 from lab.faces.photos import NoFaceError, PhotoError, TinyFaceError
 from lab.faces.reference import ReferenceModel
 from lab.views import verify
@@ -294,7 +296,7 @@ def test_threshold_for_run_computed_from_validation_identities(tiny_run):
 
 
 def _cli(args, capsys) -> tuple[int, str, str]:
-    code = verify.main(["verify", *map(str, args)])
+    code = verify_cli.main(["verify", *map(str, args)])
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -344,7 +346,7 @@ def test_cli_reference_only(att_dir, tmp_path, capsys):
 @pytest.mark.slow
 def test_bench_verify_timings(att_dir, tmp_path):
     out = tmp_path / "bench.json"
-    result = verify.bench_verify(out, att_dir=att_dir, repeats=1, accuracy=False)
+    result = verify_bench.bench_verify(out, att_dir=att_dir, repeats=1, accuracy=False)
     assert json.loads(out.read_text())["student"]["att_pgm"]["total"] > 0
     assert set(result["student"]["webcam_jpeg_640x480"]) >= {"decode", "detect", "embed",
                                                                 "total", "cpu_seconds"}

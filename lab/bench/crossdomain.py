@@ -28,6 +28,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from lab.bench.common import register
+from lab.core.config import RunConfig
+from lab.core.limits import MAX_EPOCHS
+
 VARIANTS = ("none", "none+light", "aligned", "aligned+light", "aligned+tantriggs",
             "aligned+tantriggs+light")
 THRESHOLD_FAR = 0.01
@@ -142,10 +146,8 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from lab.bench import load_average, machine
+    from lab.bench.common import load_average, machine
     from lab.cli import config_from_args
-    from lab.core.config import RunConfig
-    from lab.core.limits import MAX_EPOCHS
     from lab.data import att_dir, load_for_config
 
     torch.set_num_threads(max(1, args.threads))
@@ -198,3 +200,15 @@ def run(args: argparse.Namespace) -> dict:
             "mean": None, "table": table, "rows": rows, "summary": "\n".join(summary),
             "config": base.to_dict(), "machine": where,
             "wall_seconds": time.perf_counter() - started}
+
+
+
+# -- crossdomain ----------------------------------------------------------------------------
+def _crossdomain_arguments(parser: argparse.ArgumentParser) -> None:
+    arguments(parser)
+
+
+@register("crossdomain", "train on AT&T folds, verify their unseen people in-domain and "
+          "re-photographed (lab.bench.crossdomain)", _crossdomain_arguments)
+def crossdomain_bench(args: argparse.Namespace) -> dict:
+    return run(args)

@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from torch.overrides import TorchFunctionMode
 
-from lab.bench import _common_arguments, _finish, _start, median, register
+from lab.bench.common import _common_arguments, _finish, _start, median, register
 from lab.core.config import RunConfig
 
 NETWORKS = ("linear", "mlp", "cnn", "resnet")
@@ -369,7 +369,7 @@ def determinism_part(device: torch.device, quick: bool) -> dict:
 # -- dashboard -----------------------------------------------------------------------------
 
 def dashboard_part(device: torch.device) -> dict:
-    from lab.bench import dashboard_once
+    from lab.bench.dashboard import dashboard_once
 
     with tempfile.TemporaryDirectory() as root:
         dashboard_once(_base(device.type, epochs=1), Path(root) / "warm", umap=True)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from lab.bench import Clock, _common_arguments, _finish, _start, median, register
+from lab.bench.common import Clock, _common_arguments, _finish, _start, median, register
 from lab.core.config import RunConfig
 
 
@@ -56,7 +56,7 @@ def _inspector_figures(inspection) -> None:
 @register("inside", "per-epoch cost of the health monitor; one miner inspection; the reference "
           "model's seconds per photo", _arguments)
 def inside(args: argparse.Namespace) -> dict:
-    from lab.bench import _quick_config
+    from lab.bench.dashboard import _quick_config
     from lab.cli import config_from_args
     from lab.data import load_for_config
     from lab.learn.train import Trainer, warm_up

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from lab.bench import _finish, _start, register
+from lab.bench.common import _finish, _start, register
 from lab.views.lessons import SPREAD_FIGURES as SPREAD
 from lab.views.lessons import spread
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from lab.bench import _finish, _start, median, register
+from lab.bench.common import _finish, _start, median, register
 from lab.core import settings
 from lab.core.config import RunConfig
 

@@ -2,7 +2,7 @@
 
 Subcommands: ``train`` (every RunConfig field is an option), ``evaluate RUN``, ``runs``,
 ``bench ...`` (lab/bench/__init__.py). Other modules register their own subcommand with
-``add_parser(subparsers)`` (``lab/data/cli.py`` adds ``data``), listed once in :data:`PLUGINS`.
+``add_parser(subparsers)`` (``lab/cli/data.py`` adds ``data``), listed once in :data:`PLUGINS`.
 Only the module of the command being run is imported (all of them for ``--help``); a module that
 fails to import is an error with its name, never a command that silently disappears.
 """
@@ -24,8 +24,8 @@ from lab.core.fields import CHOICES, FIELDS, LOSS_DEFAULTS
 # Subcommands that other modules add with add_parser(subparsers): command -> module. Only the
 # module of the command being run is imported (all of them for --help), so a slow import (umap,
 # opencv) never delays `python -m lab train`.
-PLUGINS = {"data": "lab.data.cli", "bench": "lab.bench", "project": "lab.measure.project",
-           "report": "lab.views.report", "verify": "lab.views.verify"}
+PLUGINS = {"data": "lab.cli.data", "bench": "lab.bench", "project": "lab.measure.project",
+           "report": "lab.views.report", "verify": "lab.cli.verify"}
 
 
 def _optional(kind):
