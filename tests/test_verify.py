@@ -175,6 +175,7 @@ def test_reference_missing_is_said_and_the_rest_works(att_dir, monkeypatch):
     from lab.faces import reference
 
     monkeypatch.setattr(reference, "shared_reference", lambda: None)
+    monkeypatch.setattr(verify, "shared_reference", lambda: None)
     monkeypatch.setattr(ReferenceModel, "available", staticmethod(lambda: (False, "no dlib")))
     result = run_verify(photo(att_dir, 1, 1), photo(att_dir, 1, 2), reference=True)
     assert result.reference is None and result.reference_note == "no dlib"

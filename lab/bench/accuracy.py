@@ -10,8 +10,12 @@ import numpy as np
 import torch
 
 from lab.bench.common import _finish, _mean, machine, register
+from lab.cli import add_config_options, config_from_args
 from lab.core.config import RunConfig
 from lab.core.limits import MAX_EPOCHS
+from lab.data import load_for_config
+from lab.learn.train import Trainer
+from lab.measure.evaluate import evaluate_embeddings
 
 
 def _summarise(folds: list[dict]) -> dict:
@@ -25,8 +29,6 @@ def _summarise(folds: list[dict]) -> dict:
 
 # -- accuracy -------------------------------------------------------------------------------
 def _accuracy_arguments(parser: argparse.ArgumentParser) -> None:
-    from lab.cli import add_config_options
-
     parser.add_argument("--time-budget", type=float, default=60.0,
                         help="seconds of training per fold (default 60)")
     parser.add_argument("--json", dest="json_out", metavar="OUT",
@@ -57,9 +59,6 @@ def _int_list(text: str) -> list[int]:
 @register("accuracy", "identity-fold test EER/AUC/TAR/rank-1 of one loss under a time budget",
           _accuracy_arguments)
 def accuracy(args: argparse.Namespace) -> dict:
-    from lab.cli import config_from_args
-    from lab.data import load_for_config
-
     if args.threads or args.ensemble > 1:
         # K nets at once share the cores: one torch thread each unless told otherwise.
         torch.set_num_threads(args.threads or 1)
@@ -100,8 +99,6 @@ def _accuracy_fold(config: RunConfig, faceset, members: int, args: argparse.Name
     and evaluate it; an ensemble is judged on its members' embeddings side by side."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from lab.learn.train import Trainer
-    from lab.measure.evaluate import evaluate_embeddings
 
     started = time.perf_counter()
     trainers = [Trainer(config.replace(seed=config.seed + k), faceset,

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from lab.core import settings
+from lab.learn.train import describe_device, pick_device, training_threads
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,6 @@ def versions() -> dict:
 
 def machine() -> dict:
     """Where a figure was measured: CPU model, cores, RAM, device, versions, load, date."""
-    from lab.learn.train import describe_device, pick_device, training_threads
 
     return {"platform": platform.platform(), "python": platform.python_version(),
             "cpu_model": _cpu_model(), "cpu_count": os.cpu_count(), "ram_gb": _ram_gb(),

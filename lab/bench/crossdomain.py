@@ -28,9 +28,19 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lab.bench.common import register
+from lab.bench.common import load_average, machine, register
+from lab.cli import add_config_options, config_from_args
 from lab.core.config import RunConfig
 from lab.core.limits import MAX_EPOCHS
+from lab.data import att_dir, load_for_config
+from lab.data.folder import natural_key
+from lab.data.splits import split_for_config
+from lab.faces.facepipe import first_usable_face
+from lab.faces.rephoto import rephotograph
+from lab.learn.train import Trainer
+from lab.measure.evaluate import embed, evaluate_embeddings, verification_pairs
+from lab.metric.energy import pairwise_energy_np
+from lab.views.verify import photo_to_input, prepare_photo, threshold_at_far
 
 VARIANTS = ("none", "none+light", "aligned", "aligned+light", "aligned+tantriggs",
             "aligned+tantriggs+light")
@@ -46,8 +56,6 @@ def variant_config(base, name: str):
 
 def shifted_photos(att: Path, identities: list[int], seed: int) -> tuple[list[bytes], np.ndarray]:
     """Every photo of these AT&T people (index 0..39 -> folder s1..s40), re-photographed."""
-    from lab.data.folder import natural_key
-    from lab.faces.rephoto import rephotograph
 
     photos, labels = [], []
     for identity in identities:
@@ -62,8 +70,6 @@ def shifted_photos(att: Path, identities: list[int], seed: int) -> tuple[list[by
 def detect_uploads(photos: list[bytes]) -> tuple[list[Image.Image], list[Any]]:
     """Decode and detect as Verify does (lab.views.verify.prepare_photo); None where no usable
     face."""
-    from lab.faces.facepipe import first_usable_face
-    from lab.views.verify import prepare_photo
 
     images, boxes = [], []
     for data in photos:
@@ -81,9 +87,6 @@ def rates_at(genuine: np.ndarray, impostor: np.ndarray, threshold: float) -> dic
 
 def judge(embeddings: np.ndarray, labels: np.ndarray, energy: str, threshold: float
           ) -> dict[str, float]:
-    from lab.measure.evaluate import evaluate_embeddings, verification_pairs
-    from lab.metric.energy import pairwise_energy_np
-
     summary = evaluate_embeddings(embeddings, labels, energy).summary()
     i, j, same = verification_pairs(labels, max_impostor=10**9)
     energies = pairwise_energy_np(embeddings[i], embeddings[j], energy)
@@ -93,10 +96,6 @@ def judge(embeddings: np.ndarray, labels: np.ndarray, energy: str, threshold: fl
 
 def run_fold(config, faceset, uploads, upload_labels, time_budget: float) -> dict:
     """Train one variant on one fold; judge it in-domain and shifted at its own threshold."""
-    from lab.learn.train import Trainer
-    from lab.measure.evaluate import embed, verification_pairs
-    from lab.metric.energy import pairwise_energy_np
-    from lab.views.verify import photo_to_input, threshold_at_far
 
     trainer = Trainer(config, faceset, time_budget=time_budget, probes=False, evaluate=False)
     reports = list(trainer.fit())
@@ -127,8 +126,6 @@ def _mean(rows: list[dict], part: str, key: str) -> float:
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
-    from lab.cli import add_config_options
-
     parser.add_argument("--time-budget", type=float, default=60.0,
                         help="seconds of training per fold and variant (default 60)")
     parser.add_argument("--fold-only", type=str, default=None, metavar="F,F",
@@ -146,10 +143,6 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from lab.bench.common import load_average, machine
-    from lab.cli import config_from_args
-    from lab.data import att_dir, load_for_config
-
     torch.set_num_threads(max(1, args.threads))
     base = config_from_args(args, RunConfig(dataset="att", epochs=MAX_EPOCHS))
     att = Path(args.att_dir or base.data_dir or att_dir() or "")
@@ -165,8 +158,6 @@ def run(args: argparse.Namespace) -> dict:
     rows: dict[str, list[dict]] = {v: [] for v in variants}
     upload_notes = {}
     for fold in folds:
-        from lab.data.splits import split_for_config
-
         split = split_for_config(base.replace(fold=fold), 40)
         photos, upload_labels = shifted_photos(att, list(split.test), args.rephoto_seed + fold)
         uploads = detect_uploads(photos)

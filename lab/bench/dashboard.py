@@ -20,7 +20,17 @@ from lab.bench.common import (
     register,
     timings,
 )
+from lab.cli import add_config_options, config_from_args
 from lab.core.config import RunConfig
+from lab.data import load_for_config
+from lab.learn.runs import RunStore
+from lab.learn.train import train_run, warm_up
+from lab.measure.evaluate import evaluate_embeddings
+from lab.measure.project import project, warm_up_umap
+from lab.metric.energy import energy_bound
+from lab.views.margin_view import energy_margin
+from lab.views.run_view import live_map, pair_energies, verification_of
+from lab.viz import plots
 
 # -- dashboard ------------------------------------------------------------------------------
 DASHBOARD_PARTS = ("data", "train", "embed", "evaluate", "project", "figures")
@@ -35,8 +45,6 @@ def _quick_config(**changes) -> RunConfig:
 
 
 def _dashboard_arguments(parser: argparse.ArgumentParser) -> None:
-    from lab.cli import add_config_options
-
     _common_arguments(parser, repeats=3)
     parser.add_argument("--imports", action=argparse.BooleanOptionalAction, default=True,
                         help="also time the imports in a fresh process (not part of the total)")
@@ -53,15 +61,6 @@ def dashboard_once(config: RunConfig, store_root: str | Path, umap: bool = True)
     PCA live map at every epoch and the first UMAP map of the final probes), figures (loss curve,
     embedding map, energy histogram and ROC, as plotly figures).
     """
-    from lab.data import load_for_config
-    from lab.learn.runs import RunStore
-    from lab.learn.train import train_run
-    from lab.measure.evaluate import evaluate_embeddings
-    from lab.measure.project import project
-    from lab.metric.energy import energy_bound
-    from lab.views.margin_view import energy_margin
-    from lab.views.run_view import live_map, pair_energies, verification_of
-    from lab.viz import plots
 
     wall: dict[str, float] = {}
     cpu: dict[str, float] = {}
@@ -150,9 +149,6 @@ print(json.dumps({"torch": a - t, "lab_training": b - a, "plotly_plots": c - b,
 @register("dashboard", "seconds from Run to loss curve, maps, histograms and ROC on screen",
           _dashboard_arguments)
 def dashboard(args: argparse.Namespace) -> dict:
-    from lab.cli import config_from_args
-    from lab.measure.project import warm_up_umap
-
     result = _start(args, "dashboard")
     base = _quick_config() if args.quick else RunConfig()
     config = config_from_args(args, base)
@@ -162,12 +158,8 @@ def dashboard(args: argparse.Namespace) -> dict:
     with Clock() as c:
         warm_up_umap()  # the app does this in a background thread at start
     result["umap_warm_up_s"] = round(c.wall, 3)
-    try:  # the Train page warms training up in the background before Run is pressed
-        from lab.learn.train import warm_up
-    except ImportError:  # older lab.learn.train: the first Run pays these costs itself
-        result["train_warm_up_s"] = None
-    else:
-        result["train_warm_up_s"] = round(warm_up(), 3)
+    # the Train page warms training up in the background before Run is pressed
+    result["train_warm_up_s"] = round(warm_up(), 3)
     runs = []
     with tempfile.TemporaryDirectory() as root:
         # The first Run of a process is reported apart (first-use costs), then the repeats.

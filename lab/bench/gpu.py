@@ -34,8 +34,18 @@ from pathlib import Path
 import torch
 from torch.overrides import TorchFunctionMode
 
+import lab.learn.train
 from lab.bench.common import _common_arguments, _finish, _start, median, register
+from lab.bench.dashboard import dashboard_once
 from lab.core.config import RunConfig
+from lab.data import load_for_config
+from lab.learn.batched import BatchedTrainer
+from lab.learn.devices import choose_device
+from lab.learn.jobs import TrainingJob, TrainingLimiter
+from lab.learn.models import EmbeddingNet
+from lab.learn.runs import RunStore
+from lab.learn.train import Trainer, _Accumulator
+from lab.metric.loss_specs import LOSSES
 
 NETWORKS = ("linear", "mlp", "cnn", "resnet")
 SESSIONS = 30
@@ -71,7 +81,6 @@ def _base(device: str, **changes) -> RunConfig:
 
 def _images_per_second(config: RunConfig, faceset, steps: int) -> float:
     """Images/s of epochs 2.. (epoch 1 warms kernels and caches up)."""
-    from lab.learn.train import Trainer
 
     trainer = Trainer(config.replace(epochs=3, steps_per_epoch=steps), faceset, probes=False,
                       evaluate=False)
@@ -81,8 +90,6 @@ def _images_per_second(config: RunConfig, faceset, steps: int) -> float:
 
 
 def images_part(device: torch.device, quick: bool) -> dict:
-    from lab.data import load_for_config
-
     steps = 3 if quick else 20
     out = {}
     for network in NETWORKS[:2] if quick else NETWORKS:
@@ -118,7 +125,6 @@ class _CountSyncCalls(TorchFunctionMode):
 
 def _one_step(trainer, batch: int) -> None:
     """One training step as Trainer.fit takes it (the batch's index already on the device)."""
-    from lab.learn.train import _Accumulator
 
     index = trainer._bench_batches[batch % len(trainer._bench_batches)]
     images, labels = trainer.train_images[index], trainer.train_labels[index]
@@ -135,9 +141,6 @@ def _one_step(trainer, batch: int) -> None:
 def syncs_part(device: torch.device, quick: bool) -> dict:
     """Per loss and miner: torch calls that sync (any device) and, on CUDA, the syncs
     torch.cuda.set_sync_debug_mode reports, over one step after a warm-up step."""
-    from lab.data import load_for_config
-    from lab.learn.train import Trainer
-    from lab.metric.loss_specs import LOSSES
 
     config = _base(device.type, network="cnn", epochs=1, augment=False)
     faceset = load_for_config(config)
@@ -180,8 +183,6 @@ def _tiny(device: str, **changes) -> RunConfig:
 
 
 def _watch(trainers: list):
-    import lab.learn.train
-
     real = lab.learn.train.Trainer.__init__
 
     def init(self, *args, **kwargs):
@@ -195,9 +196,6 @@ def _watch(trainers: list):
 def sessions_part(device: torch.device, sessions: int) -> dict:
     """``sessions`` jobs, each kept the way a session keeps it (in a list, as in
     st.session_state), each trained once, one after another through the device's limiter."""
-    import lab.learn.train
-    from lab.learn.jobs import TrainingJob, TrainingLimiter
-    from lab.learn.runs import RunStore
 
     trainers: list = []
     real = _watch(trainers)
@@ -237,9 +235,6 @@ def sessions_part(device: torch.device, sessions: int) -> dict:
 
 def oom_part(device: torch.device) -> dict:
     """A batch that does not fit: the job must give the memory back and finish at half P."""
-    from lab.learn.jobs import TrainingJob, TrainingLimiter
-    from lab.learn.models import EmbeddingNet
-    from lab.learn.runs import RunStore
 
     config = _tiny(device.type, p_identities=16, k_images=4, epochs=1)
     simulated = device.type != "cuda"
@@ -283,7 +278,6 @@ def oom_part(device: torch.device) -> dict:
 def _memory_per_image(config: RunConfig, device: torch.device) -> tuple[float, int]:
     """(bytes per batch image at the step's peak, bytes resident before the step), measured
     on one step of a small batch."""
-    from lab.learn.train import Trainer
 
     trainer = Trainer(config.replace(epochs=1, steps_per_epoch=1), probes=False, evaluate=False)
     trainer._bench_batches = trainer._epoch_batches(1)
@@ -304,10 +298,6 @@ def _memory_per_image(config: RunConfig, device: torch.device) -> tuple[float, i
 # -- batched sweep -----------------------------------------------------------------------------
 
 def sweep_part(device: torch.device, quick: bool) -> dict:
-    from lab.data import load_for_config
-    from lab.learn.batched import BatchedTrainer
-    from lab.learn.train import Trainer
-
     margins = SWEEP_MARGINS[:2] if quick else SWEEP_MARGINS
     config = _base(device.type, epochs=3, steps_per_epoch=4 if quick else 15)
     faceset = load_for_config(config)
@@ -329,8 +319,6 @@ def sweep_part(device: torch.device, quick: bool) -> dict:
 # -- determinism -------------------------------------------------------------------------------
 
 def _final(config: RunConfig, faceset) -> tuple[dict, dict]:
-    from lab.learn.train import Trainer
-
     trainer = Trainer(config, faceset, probes=False)
     last = list(trainer.fit())[-1]
     weights = {k: v.detach().float().cpu() for k, v in trainer.model.state_dict().items()}
@@ -339,8 +327,6 @@ def _final(config: RunConfig, faceset) -> tuple[dict, dict]:
 
 
 def determinism_part(device: torch.device, quick: bool) -> dict:
-    from lab.data import load_for_config
-
     config = _base(device.type, network="cnn", epochs=2, steps_per_epoch=4 if quick else 15)
     faceset = load_for_config(config)
     first, w1 = _final(config, faceset)
@@ -369,8 +355,6 @@ def determinism_part(device: torch.device, quick: bool) -> dict:
 # -- dashboard -----------------------------------------------------------------------------
 
 def dashboard_part(device: torch.device) -> dict:
-    from lab.bench.dashboard import dashboard_once
-
     with tempfile.TemporaryDirectory() as root:
         dashboard_once(_base(device.type, epochs=1), Path(root) / "warm", umap=True)
         result = dashboard_once(_base(device.type), Path(root) / "timed", umap=True)
@@ -385,8 +369,6 @@ PARTS = ("dashboard", "images", "syncs", "sessions", "oom", "sweep", "determinis
           "30 sessions, OOM retry, batched sweep, determinism (CPU parts without CUDA)",
           _arguments)
 def gpu(args: argparse.Namespace) -> dict:
-    from lab.learn.devices import choose_device
-
     result = _start(args, "gpu")
     choice = choose_device("auto")
     device = choice.device

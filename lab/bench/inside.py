@@ -22,12 +22,18 @@ import argparse
 import time
 
 from lab.bench.common import Clock, _common_arguments, _finish, _start, median, register
+from lab.bench.dashboard import _quick_config
+from lab.cli import add_config_options, config_from_args
 from lab.core.config import RunConfig
+from lab.data import load_for_config
+from lab.faces.reference import REFERENCE_IMAGE_SIZE, ReferenceModel, describe_images
+from lab.learn.train import Trainer, warm_up
+from lab.measure import health
+from lab.views.inspector import inspect_trainer
+from lab.viz import plots
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
-    from lab.cli import add_config_options
-
     _common_arguments(parser, repeats=5)
     parser.add_argument("--photos", type=int, default=40,
                         help="photos the reference model describes (default 40)")
@@ -36,7 +42,6 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 
 def _inspector_figures(inspection) -> None:
     """The figures ui.inspector draws for one inspection, serialised as Streamlit does."""
-    from lab.viz import plots
 
     crossed = inspection.crossed()
     arrows = list(dict.fromkeys([*inspection.hardest(7), *crossed[:7]]))
@@ -56,13 +61,6 @@ def _inspector_figures(inspection) -> None:
 @register("inside", "per-epoch cost of the health monitor; one miner inspection; the reference "
           "model's seconds per photo", _arguments)
 def inside(args: argparse.Namespace) -> dict:
-    from lab.bench.dashboard import _quick_config
-    from lab.cli import config_from_args
-    from lab.data import load_for_config
-    from lab.learn.train import Trainer, warm_up
-    from lab.measure import health
-    from lab.views.inspector import inspect_trainer
-
     result = _start(args, "inside")
     config = config_from_args(args, _quick_config() if args.quick else RunConfig())
     repeats = 1 if args.quick else max(1, args.repeats)
@@ -130,7 +128,6 @@ def _reference_cost(faceset, photos: int) -> dict:
     images' content barely matters to a ResNet's cost; the size does)."""
     import torch.nn.functional as F
 
-    from lab.faces.reference import REFERENCE_IMAGE_SIZE, ReferenceModel, describe_images
 
     ok, why = ReferenceModel.available()
     if not ok:

@@ -17,16 +17,14 @@ import argparse
 import time
 
 from lab.bench.common import _finish, _start, register
+from lab.views.lessons import LESSONS, run_lesson, spread
 from lab.views.lessons import SPREAD_FIGURES as SPREAD
-from lab.views.lessons import spread
 
 FIGURES = ("eer", "auc", "dprime", "energy_scale", "genuine_energy", "impostor_energy",
            "active_fraction", "final_loss", "steps", "status", "cpu_seconds")
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
-    from lab.views.lessons import LESSONS
-
     parser.add_argument("--json", dest="json_out", metavar="OUT",
                         help="write the result to this JSON file (the page reads "
                              "benchmarks/results/lessons-cpu.json)")
@@ -41,7 +39,6 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 
 def lesson_on_seeds(lesson, seeds: list[int]) -> dict:
     """One lesson on each seed: per seed the verdict and figures, per variant the spread."""
-    from lab.views.lessons import run_lesson
 
     per_seed = []
     for seed in seeds:
@@ -65,8 +62,6 @@ def lesson_on_seeds(lesson, seeds: list[int]) -> dict:
 @register("lessons", "every lesson on 3 seeds (weights and people): its figures, their spread "
           "and whether its claim held (the Lessons page shows the spread)", _arguments)
 def lessons_bench(args: argparse.Namespace) -> dict:
-    from lab.views.lessons import LESSONS
-
     keys = [k.strip() for k in args.lessons.split(",") if k.strip()]
     unknown = [k for k in keys if k not in LESSONS]
     if unknown:

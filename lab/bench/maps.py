@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from lab.bench.common import _common_arguments, _finish, _python_subprocess, _start, register
+from lab.measure.project import benchmark
 
 
 # -- umap -----------------------------------------------------------------------------------
@@ -49,8 +50,6 @@ print(json.dumps({"imports_s": t_view - t0, "run_s": t_ask - t_view,
 @register("umap", "first map after app start (cold, cached) and warm UMAP / PCA / t-SNE maps",
           _umap_arguments)
 def umap_bench(args: argparse.Namespace) -> dict:
-    from lab.measure.project import benchmark
-
     result = _start(args, "umap")
     sizes = [200] if args.quick else args.sizes
     figures = benchmark(sizes=sizes, repeats=1 if args.quick else args.repeats,

@@ -15,6 +15,8 @@ from lab.bench.common import _finish, _start, register
 from lab.bench.dashboard import _quick_config
 from lab.core import settings
 from lab.core.config import RunConfig
+from lab.learn.runs import RunStore
+from lab.learn.train import train_run
 
 # -- memory ---------------------------------------------------------------------------------
 MEMORY_PAGES = ("train", "embeddings", "energies", "compare")
@@ -52,8 +54,6 @@ def _free_port() -> int:
 
 def _fill_store(root: Path, count: int, config: RunConfig) -> None:
     """``count`` finished runs: one trained, the others imported copies of it (same size)."""
-    from lab.learn.runs import RunStore
-    from lab.learn.train import train_run
 
     store = RunStore(root)
     existing = store.list()

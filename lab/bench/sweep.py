@@ -10,6 +10,10 @@ from pathlib import Path
 from lab.bench.common import Clock, _common_arguments, _finish, _start, register, timings
 from lab.bench.dashboard import _quick_config
 from lab.core.config import RunConfig
+from lab.data import load_for_config
+from lab.learn.batched import train_runs_batched
+from lab.learn.runs import RunStore
+from lab.learn.train import train_run
 
 # -- sweep ----------------------------------------------------------------------------------
 SWEEP_MARGINS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
@@ -29,10 +33,6 @@ def sweep(args: argparse.Namespace) -> dict:
     """Seconds to train and save K runs that differ only in the margin: sequentially (what the
     app's sweep did) and together (lab.learn.batched), plus one run alone for the ratio. Both paths
     save every run with its history, probes, weights and metrics."""
-    from lab.data import load_for_config
-    from lab.learn.batched import train_runs_batched
-    from lab.learn.runs import RunStore
-    from lab.learn.train import train_run
 
     result = _start(args, "sweep")
     k = 2 if args.quick else args.k

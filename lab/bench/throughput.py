@@ -27,9 +27,15 @@ from pathlib import Path
 
 import torch
 
+import lab.learn.train as train_module
+import lab.learn.train_path as path_module
 from lab.bench.common import _finish, _start, median, register
 from lab.core import settings
 from lab.core.config import RunConfig
+from lab.data import load_for_config
+from lab.learn.train import Trainer
+from lab.learn.train_path import LEVERS, PATHS, cpu_flags, native_bf16, path_for_config, threads_for
+from lab.metric.loss_specs import LOSSES
 
 ATT_DEFAULT = settings.shared_att()
 
@@ -43,7 +49,6 @@ def _att_recipe(data_dir: str) -> RunConfig:
 
 def default_cases(data_dir: str | None, quick: bool) -> list[tuple[str, RunConfig]]:
     """The issue's two cases first (default lesson; ArcFace at 48 px), then the other nets."""
-    from lab.metric.loss_specs import LOSSES
 
     if quick:
         small = RunConfig(num_identities=12, images_per_identity=4, image_size=16,
@@ -75,7 +80,6 @@ def step_flops(config: RunConfig, faceset) -> int:
     matmuls or convolutions and count ~0), by torch's FLOP counter."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from lab.learn.train import Trainer
 
     trainer = Trainer(config.replace(epochs=1, steps_per_epoch=1), faceset, probes=False,
                       evaluate=False)
@@ -115,8 +119,6 @@ def interleaved(configs: dict[str, RunConfig], faceset, epochs: int,
                 threads: dict[str, int | None]) -> dict[str, dict]:
     """Train each config epoch by epoch in turn (a, b, a, b, ...) in this process; the first
     epoch of each is a warm-up. Returns, per name, medians of wall and CPU s/step, images/s."""
-    from lab.learn.train import Trainer
-    from lab.learn.train_path import threads_for
 
     trainers, runs, rows = {}, {}, {}
     for name, config in configs.items():
@@ -166,7 +168,6 @@ def compile_trial(config: RunConfig, faceset, steps: int, rounds: int, threads: 
     seconds to compile (first two steps) and medians of CPU/wall ms per step, interleaved."""
     import copy
 
-    from lab.learn.train import Trainer
 
     torch.set_num_threads(threads)
     trainer = Trainer(config, faceset, probes=False, evaluate=False)
@@ -247,9 +248,6 @@ class _Labelled(torch.nn.Module):
 def profile_steps(config: RunConfig, faceset, steps: int, threads: int) -> dict:
     """Where a step's time goes: self CPU ms per step by category (torch.profiler over
     ``steps`` steps after one warm-up epoch)."""
-    import lab.learn.train as train_module
-    import lab.learn.train_path as path_module
-    from lab.learn.train import Trainer
 
     trainer = Trainer(config.replace(epochs=2, steps_per_epoch=steps), faceset, probes=False,
                       evaluate=False)
@@ -321,16 +319,6 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
 @register("train", "FLOPs, peak, fraction of peak, images/s and time per part: old vs new path",
           _train_arguments)
 def train(args: argparse.Namespace) -> dict:
-    from lab.data import load_for_config
-    from lab.learn.train_path import (
-        LEVERS,
-        PATHS,
-        cpu_flags,
-        native_bf16,
-        path_for_config,
-        threads_for,
-    )
-
     result = _start(args, "train")
     epochs = 1 if args.quick else max(1, args.epochs)
     cases = default_cases(args.data_dir, args.quick)

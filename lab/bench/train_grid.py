@@ -8,6 +8,9 @@ import time
 from lab.bench.common import _common_arguments, _finish, _start, median, register
 from lab.bench.dashboard import _quick_config
 from lab.core.config import RunConfig
+from lab.data import load_for_config
+from lab.learn.train import Trainer
+from lab.metric.loss_specs import LOSSES
 
 # -- train ----------------------------------------------------------------------------------
 TRAIN_LOSSES = {"contrastive": ("all", "semihard", "batchhard"),
@@ -25,7 +28,6 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
 def train_speed(config: RunConfig, faceset, repeats: int) -> dict:
     """Epochs of ``config`` without probes or evaluation: the first epoch warms up (kernels,
     allocator), the next ``repeats`` are timed. Returns medians of s/epoch and images/s."""
-    from lab.learn.train import Trainer
 
     trainer = Trainer(config.replace(epochs=repeats + 1), faceset, probes=False, evaluate=False)
     cpu = time.process_time()
@@ -39,9 +41,6 @@ def train_speed(config: RunConfig, faceset, repeats: int) -> dict:
 
 @register("train-grid", "images/s and s/epoch of each network x loss x miner", _train_arguments)
 def train(args: argparse.Namespace) -> dict:
-    from lab.data import load_for_config
-    from lab.metric.loss_specs import LOSSES
-
     result = _start(args, "train")
     base = (_quick_config(epochs=1, steps_per_epoch=2) if args.quick else RunConfig())
     base = base.replace(device=args.device)

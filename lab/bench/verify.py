@@ -17,9 +17,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lab.bench.common import register
+from lab.bench.common import machine, register
 from lab.core import settings
 from lab.core.config import RunConfig
+from lab.data.splits import split_for_config
 from lab.faces.photos import (
     choose_face,
     crop_face,
@@ -28,6 +29,11 @@ from lab.faces.photos import (
     to_model_input,
     whole_image_crop,
 )
+from lab.faces.reference import ReferenceModel, shared_reference
+from lab.learn.models import build_model
+from lab.learn.runs import RunStore
+from lab.measure.evaluate import evaluate_embeddings, verification_pairs
+from lab.metric.energy import pairwise_energy_np
 from lab.views.verify import (
     DEFAULT_FAR,
     EmbedFn,
@@ -95,7 +101,6 @@ def att_reference_embeddings(att_dir: Path, identities: list[int] | None = None
     Returns (embeddings [N, 128], labels [N] = identity index 0..39, counts of how each face
     was found).
     """
-    from lab.faces.reference import shared_reference
 
     model = shared_reference()
     if model is None:
@@ -145,7 +150,6 @@ def bench_verify(out_json: str | Path | None = None, *, run_id: str | None = Non
     it never trained on any of them). Writes `out_json` when given; returns the same dict.
     """
 
-    from lab.faces.reference import ReferenceModel, shared_reference
 
     att = Path(att_dir or settings.att_override() or settings.shared_att())
     torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
@@ -162,16 +166,12 @@ def bench_verify(out_json: str | Path | None = None, *, run_id: str | None = Non
               "webcam_jpeg_640x480": (_webcam_photo(face_a, 0), _webcam_photo(face_b, 1))}
 
     if run_id:
-        from lab.learn.runs import RunStore
-
         run = RunStore(runs_root).load(run_id)
         channels, image_size = input_shape_for_run(run)
         embed_fn, energy = embedder_for_run(run), run.config.energy
         threshold = threshold_for_run(run, DEFAULT_FAR)
         result["student"] = {"run": run.id, "network": run.config.network}
     else:
-        from lab.learn.models import build_model
-
         config = RunConfig(dataset="att", network="cnn", image_size=32)
         model = build_model(config, 1, 32).eval()
         channels, image_size, energy, threshold = 1, 32, config.energy, 1.0
@@ -218,9 +218,6 @@ def bench_verify(out_json: str | Path | None = None, *, run_id: str | None = Non
                 runs.append(_timed(once))
             result["reference"][label] = _median_timings(runs[1:])
         if accuracy:
-            from lab.data.splits import split_for_config
-            from lab.measure.evaluate import evaluate_embeddings
-
             start = time.perf_counter()
             embeddings, labels, counts = att_reference_embeddings(att)
             seconds = time.perf_counter() - start
@@ -241,9 +238,6 @@ def bench_verify(out_json: str | Path | None = None, *, run_id: str | None = Non
                 "all_40": every.summary(),
             }
     if accuracy and run_id and run.config.dataset == "att":
-        from lab.data.splits import split_for_config
-        from lab.measure.evaluate import evaluate_embeddings
-
         split = split_for_config(run.config, 40)
         figures = {}
         for how, whole in (("whole_image", True), ("detected_crop", False)):
@@ -278,7 +272,6 @@ def bench_arguments(parser: argparse.ArgumentParser) -> None:
 
 def bench_run(args: argparse.Namespace) -> dict[str, Any]:
     """lab.bench's runner shape: args -> dict (lab.bench writes --json itself)."""
-    from lab.bench.common import machine
 
     result = bench_verify(None, run_id=args.run, runs_root=args.runs_root,
                           att_dir=args.att_dir, repeats=args.repeats, accuracy=args.accuracy)
@@ -287,8 +280,6 @@ def bench_run(args: argparse.Namespace) -> dict[str, Any]:
 
 def _accuracy_at(embeddings: np.ndarray, labels: np.ndarray, threshold: float) -> dict:
     """Genuine accept and impostor reject rates at a fixed threshold (dlib's 0.6)."""
-    from lab.measure.evaluate import verification_pairs
-    from lab.metric.energy import pairwise_energy_np
 
     i, j, same = verification_pairs(labels, max_impostor=10**9)
     energies = pairwise_energy_np(embeddings[i], embeddings[j], "l2")

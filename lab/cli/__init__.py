@@ -20,6 +20,10 @@ from typing import Any
 
 from lab.core.config import RunConfig, problems
 from lab.core.fields import CHOICES, FIELDS, LOSS_DEFAULTS
+from lab.learn.runs import RunStore
+from lab.learn.train import Trainer, train_run
+from lab.views import crosseval
+from lab.views.crosseval import add_arguments as cross_dataset_arguments
 
 # Subcommands that other modules add with add_parser(subparsers): command -> module. Only the
 # module of the command being run is imported (all of them for --help), so a slow import (umap,
@@ -137,9 +141,6 @@ def _metric_line(metrics: dict) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from lab.learn.runs import RunStore
-    from lab.learn.train import train_run
-
     config = config_from_args(args)
     store = RunStore(args.runs) if args.runs else RunStore()
     bar = None if args.quiet else ProgressBar(config.epochs)
@@ -159,9 +160,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from lab.learn.runs import RunStore
-    from lab.learn.train import Trainer
-
     store = RunStore(args.runs) if args.runs else RunStore()
     run_id = args.run or getattr(args, "run_option", None)
     if not run_id:
@@ -169,7 +167,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return 2
     run = store.load(run_id)
     if getattr(args, "dataset", None):  # another dataset: lab.views.crosseval
-        from lab.views import crosseval
 
         return crosseval.cli(args, run)
     trainer = Trainer(run.config, probes=False)
@@ -190,8 +187,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from lab.learn.runs import RunStore
-
     store = RunStore(args.runs) if args.runs else RunStore()
     infos = store.list()
     if args.json:
@@ -237,7 +232,6 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     evaluate.add_argument("--save", action="store_true", help="write them to metrics.json")
     evaluate.add_argument("--runs", help="run store folder")
     evaluate.add_argument("--json", action="store_true")
-    from lab.views.crosseval import add_arguments as cross_dataset_arguments
 
     cross_dataset_arguments(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)

@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import TextIO
 
+from lab.data import list_datasets
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``data list`` on the top-level CLI (called lazily by lab/cli.py)."""
@@ -19,7 +21,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run_list(args: argparse.Namespace | None = None, out: TextIO | None = None) -> int:
     """Print one block per dataset; exit status 0."""
-    from lab.data import list_datasets
 
     out = out or sys.stdout
     for info in list_datasets():

@@ -18,6 +18,9 @@ from lab.faces.photos import (
     load_photo,
     whole_image_crop,
 )
+from lab.faces.reference import ReferenceModel, shared_reference
+from lab.learn.runs import RunStore
+from lab.measure import trust
 from lab.views.verify import (
     DEFAULT_FAR,
     PHOTO_NAMES,
@@ -84,7 +87,6 @@ def _parse_faces(text: str) -> tuple[int, int]:
 
 def _reference_only(photo_a: bytes, photo_b: bytes, whole: bool) -> dict[str, Any]:
     """Reference model alone (no student run): same checks, same JSON shape where it can."""
-    from lab.faces.reference import ReferenceModel, shared_reference
 
     model = shared_reference()
     if model is None:
@@ -115,7 +117,6 @@ def _reference_only(photo_a: bytes, photo_b: bytes, whole: bool) -> dict[str, An
 
 def _trust(run: Any, result: VerifyResult, far: float) -> dict[str, Any]:
     """lab.measure.trust's fields; a run whose dataset cannot be reloaded here still verifies."""
-    from lab.measure import trust
 
     try:
         calibration = trust.calibrate(run)
@@ -144,8 +145,6 @@ def run_cli(args: argparse.Namespace) -> int:
                                  "or ask only the reference model with --reference")
             out = _reference_only(photo_a, photo_b, args.whole_image)
         else:
-            from lab.learn.runs import RunStore
-
             run = RunStore(args.runs_root).load(args.run)
             channels, image_size = input_shape_for_run(run)
             if args.threshold is not None:

@@ -16,8 +16,14 @@ from typing import Any
 
 from lab.core import settings
 from lab.core.settings import cache_dir, data_root, downloads_allowed
+from lab.data import folder, sklearn_sets, synthetic, torchvision_sets
+from lab.data.aligned import load_through_pipeline
 from lab.data.errors import DatasetError
 from lab.data.faceset import DataSource, FaceSet, LoadReport
+from lab.data.folder import ATT_SOURCE, FOLDER_SOURCE, load_att, load_image_folder
+from lab.data.sklearn_sets import load_digits, load_lfw, load_olivetti
+from lab.data.synthetic import make_synthetic_faces
+from lab.data.torchvision_sets import load_torchvision
 
 __all__ = [
     "DatasetError", "DatasetInfo", "DataSource", "FaceSet", "LoadReport", "att_dir", "cache_dir",
@@ -72,8 +78,6 @@ def load_dataset(name: str, *, image_size: int | None = 32, seed: int = 0,
     """
     options = dict(options)
     if name == "synthetic":
-        from lab.data.synthetic import make_synthetic_faces
-
         return make_synthetic_faces(
             num_identities=int(options.pop("num_identities", 40)),
             images_per_identity=int(options.pop("images_per_identity", 10)),
@@ -81,13 +85,9 @@ def load_dataset(name: str, *, image_size: int | None = 32, seed: int = 0,
             difficulty=float(options.pop("difficulty", 1.0)),
             seed=seed, channels=int(options.pop("channels", 3)), **_no_more(name, options))
     if name == "digits":
-        from lab.data.sklearn_sets import load_digits
-
         _no_more(name, options)
         return load_digits(image_size=image_size)
     if name == "att":
-        from lab.data.folder import load_att
-
         data_dir = options.pop("data_dir", None)
         _no_more(name, options)
         if data_dir is None:
@@ -100,8 +100,6 @@ def load_dataset(name: str, *, image_size: int | None = 32, seed: int = 0,
                     "(the same faces, downloaded once by scikit-learn).")
         return load_att(data_dir, image_size=image_size)
     if name == "folder":
-        from lab.data.folder import load_image_folder
-
         data_dir = options.pop("data_dir", None)
         channels = options.pop("channels", None)
         _no_more(name, options)
@@ -110,14 +108,10 @@ def load_dataset(name: str, *, image_size: int | None = 32, seed: int = 0,
                                "sub-folder of images per identity")
         return load_image_folder(data_dir, image_size=image_size, channels=channels)
     if name == "olivetti":
-        from lab.data.sklearn_sets import load_olivetti
-
         download = _resolve_download(options)
         _no_more(name, options)
         return load_olivetti(cache_dir("sklearn"), image_size=image_size, download=download)
     if name == "lfw":
-        from lab.data.sklearn_sets import load_lfw
-
         download = _resolve_download(options)
         min_faces = int(options.pop("min_faces_per_person", 20))
         color = bool(options.pop("color", False))
@@ -125,8 +119,6 @@ def load_dataset(name: str, *, image_size: int | None = 32, seed: int = 0,
         return load_lfw(cache_dir("sklearn"), image_size=image_size, download=download,
                         min_faces_per_person=min_faces, color=color)
     if name in ("mnist", "fashion-mnist"):
-        from lab.data.torchvision_sets import load_torchvision
-
         download = _resolve_download(options)
         per_identity = int(options.pop("per_identity", 500))
         _no_more(name, options)
@@ -171,8 +163,6 @@ def load_for_config(config) -> FaceSet:
 
 def _load_through_pipeline(config) -> FaceSet:
     """A photo dataset through the run's face pipeline (lab.data.aligned, cached)."""
-    from lab.data.aligned import load_through_pipeline
-    from lab.data.folder import ATT_SOURCE, FOLDER_SOURCE
 
     extra = getattr(config, "extra", None) or {}
     if config.dataset == "att":
@@ -200,7 +190,6 @@ DATASET_NAMES = ("synthetic", "digits", "att", "olivetti", "mnist", "fashion-mni
 
 def dataset_status(name: str) -> DatasetInfo:
     """Whether a dataset can be loaded right now, and why (never downloads anything)."""
-    from lab.data import folder, sklearn_sets, synthetic, torchvision_sets
 
     online = downloads_allowed()
     need = "needs download" if online else "unavailable"

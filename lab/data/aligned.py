@@ -25,8 +25,16 @@ import numpy as np
 import torch
 from PIL import Image
 
+from lab.core import limits
+from lab.core.settings import cache_dir
 from lab.data.errors import DatasetError
 from lab.data.faceset import FaceSet, LoadReport
+from lab.data.folder import FOLDER_SOURCE, _ByteBudget, _is_colour, _iter_identities, _open_members
+from lab.data.images import IMAGE_SUFFIXES, UnreadableImageError
+from lab.faces import facepipe
+from lab.faces import photos as faces
+from lab.faces.facepipe import face_input, first_usable_face
+from lab.faces.photos import PhotoError, detect_faces, load_photo
 
 MOSTLY_NO_FACE = 0.5  # more than this share of images without a face: refuse, say why
 
@@ -34,9 +42,6 @@ MOSTLY_NO_FACE = 0.5  # more than this share of images without a face: refuse, s
 def _member_listing(source: Any) -> tuple[list[tuple[str, str, Any]], str, LoadReport]:
     """(identity, file name, bytes reader) of every image of a folder or zip, in order, and a
     fingerprint of the files (names, sizes, times) for the cache key."""
-    from lab.core import limits
-    from lab.data.folder import _ByteBudget, _iter_identities, _open_members
-    from lab.data.images import IMAGE_SUFFIXES
 
     budget = _ByteBudget(limits.MAX_ARCHIVE_EXPANDED_BYTES, "dataset")
     members, archive, label = _open_members(source, budget)
@@ -60,8 +65,6 @@ def _member_listing(source: Any) -> tuple[list[tuple[str, str, Any]], str, LoadR
 
 def cache_key(fingerprint: str, pipeline: str, image_size: int, channels: int | None) -> str:
     """Hash of everything the pipeline's output depends on (see the module docstring)."""
-    from lab.faces import facepipe
-    from lab.faces import photos as faces
 
     settings = {"files": fingerprint, "pipeline": pipeline, "image_size": int(image_size),
                 "channels": channels, "detector": faces.best_detector(),
@@ -71,8 +74,6 @@ def cache_key(fingerprint: str, pipeline: str, image_size: int, channels: int | 
 
 
 def pipeline_cache_dir() -> Path:
-    from lab.core.settings import cache_dir
-
     return cache_dir("pipeline")
 
 
@@ -83,8 +84,6 @@ def load_through_pipeline(source: Any, *, pipeline: str, image_size: int,
 
     channels None: 3 when any image has colour, else 1 (said in the report when mixed).
     """
-    from lab.data.folder import FOLDER_SOURCE
-    from lab.faces import facepipe
 
     facepipe.parse_pipeline(pipeline)
     data_source = data_source or FOLDER_SOURCE
@@ -104,21 +103,15 @@ def load_through_pipeline(source: Any, *, pipeline: str, image_size: int,
 
 
 def _decode(read) -> Image.Image:
-    from lab.faces.photos import PhotoError, load_photo
-
     try:
         return load_photo(read())
     except PhotoError as error:
-        from lab.data.images import UnreadableImageError
-
         raise UnreadableImageError(str(error).split(". ")[0]) from None
 
 
 def _detections(fingerprint: str, images: list[Image.Image], detect) -> list:
     """The face each image is cut around (or None), cached per files and detector: every
     pipeline setting of one dataset shares one detection pass (0.07 s an AT&T image)."""
-    from lab.faces import photos as faces
-    from lab.faces.facepipe import first_usable_face
 
     key = hashlib.sha256(json.dumps({"files": fingerprint, "detector": faces.best_detector(),
                                      "landmarks": faces.has_landmarks(), "count": len(images)},
@@ -142,12 +135,6 @@ def _detections(fingerprint: str, images: list[Image.Image], detect) -> list:
 
 def _build(listing, report: LoadReport, pipeline: str, image_size: int, channels: int | None,
            data_source, fingerprint: str = "") -> tuple[FaceSet, dict]:
-    from lab.core import limits
-    from lab.data.folder import _is_colour
-    from lab.data.images import UnreadableImageError
-    from lab.faces.facepipe import face_input, first_usable_face
-    from lab.faces.photos import detect_faces
-
     decoded: list[tuple[str, str, Image.Image]] = []
     for identity, file, read in listing:
         try:

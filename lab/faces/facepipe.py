@@ -43,6 +43,7 @@ from PIL import Image
 
 from lab.core.config import PIPELINES  # one source of truth: RunConfig's choices
 from lab.faces.photos import FaceBox, whole_image_crop
+from lab.faces.photos import _dlib as find
 
 __all__ = ["PIPELINES", "Pipeline", "face_input", "parse_pipeline", "tan_triggs"]
 
@@ -133,8 +134,6 @@ def _chip_corners(box: FaceBox, padding: float) -> list[tuple[float, float]]:
 
 
 def _dlib():
-    from lab.faces.photos import _dlib as find
-
     return find()
 
 

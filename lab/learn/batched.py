@@ -32,6 +32,9 @@ import numpy as np
 import torch
 
 from lab.core.config import RunConfig
+from lab.data import load_for_config
+from lab.learn.runs import RunStore
+from lab.learn.train import EpochReport, Trainer, _Accumulator, augment_batch, training_threads
 
 # Fields the K configs may differ in: they only change the criterion, never the network, the
 # data, the batches or the initial weights.
@@ -76,8 +79,6 @@ class BatchedTrainer:
                  evaluate: bool = True):
         from torch.func import stack_module_state
 
-        from lab.data import load_for_config
-        from lab.learn.train import Trainer
 
         problem = batch_problem(configs)
         if problem:
@@ -157,15 +158,12 @@ class BatchedTrainer:
     # -- training ------------------------------------------------------------------------------
     def fit(self):
         """Yield, per epoch, the list of K EpochReports (None for models already finished)."""
-        from lab.learn.train import EpochReport, _Accumulator
 
         c = self.configs[0]
         first = self.trainers[0]
         use_amp = first.precision == "bfloat16"
         check_each_step = self.device.type == "cpu"
         if self.device.type == "cpu":
-            from lab.learn.train import training_threads
-
             torch.set_num_threads(training_threads())
         start = last = time.perf_counter()
         accs = [_Accumulator(self.device) for _ in range(self.k)]
@@ -179,8 +177,6 @@ class BatchedTrainer:
                 index = batches[s % len(batches)].to(self.device)
                 images, labels = first.train_images[index], first.train_labels[index]
                 if c.augment:
-                    from lab.learn.train import augment_batch
-
                     images = augment_batch(images, self.generators[0])
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
                     embeddings = self._forward(images)
@@ -267,7 +263,6 @@ def train_runs_batched(configs: Sequence[RunConfig], store=None, faceset=None,
     every epoch, metrics at the end), like :func:`lab.learn.train.train_run`. ``on_report(k,
     report)`` is called after model k's report is saved; returning False stops all of them. Returns
     (runs, batched_trainer)."""
-    from lab.learn.runs import RunStore
 
     store = store if store is not None else RunStore()
     batched = BatchedTrainer(configs, faceset, **options)

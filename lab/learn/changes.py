@@ -16,12 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from lab.core.config import problems
+
 CHANGEABLE = ("lr", "margin")
 
 
 def check(changes: dict, config) -> dict:
     """The changes as floats, ValueError with a sentence when one is unknown or out of range."""
-    from lab.core.config import problems
 
     unknown = set(changes) - set(CHANGEABLE)
     if unknown:

@@ -20,7 +20,11 @@ from dataclasses import dataclass, field
 
 from lab.core import settings
 from lab.core.config import RunConfig
+from lab.learn.batched import batch_problem, prefer_batched, train_runs_batched
+from lab.learn.changes import apply_changes, check
 from lab.learn.memory import is_allocation_failure, release_device_memory
+from lab.learn.runs import RunStore
+from lab.learn.train import pick_device, train_run
 
 # A job nobody has looked at for this long is abandoned. Generous: on a busy 2-core server a
 # live page can miss its 1 s polls for over a minute (classroom load test, 10 sessions).
@@ -45,7 +49,6 @@ def default_slots(device: str | None = None) -> int:
 def _device_type(preference: str) -> str:
     """The device type a config's ``device`` field trains on here (see
     lab.learn.train.pick_device)."""
-    from lab.learn.train import pick_device
 
     return pick_device(preference).type
 
@@ -237,8 +240,6 @@ class TrainingJob:
         return self.clock() - self._last_seen > HEARTBEAT_TIMEOUT_S
 
     def _work(self) -> None:
-        from lab.learn.train import train_run
-
         watchdog = threading.Thread(target=self._watch, daemon=True)
         watchdog.start()
         if not self.limiter.acquire(self.ticket, self._cancel):
@@ -308,12 +309,8 @@ class TrainingJob:
     def _forget_failed_attempt(self) -> None:
         if self.run_id is None or not str(self.run_id)[:1].isdigit():
             return
-        try:
-            from lab.learn.runs import RunStore
-
+        with contextlib.suppress(OSError, ValueError):
             (self.store if self.store is not None else RunStore()).delete(self.run_id)
-        except (OSError, ValueError):
-            pass
         self.run_id = None
 
     def _on_start(self, run, trainer) -> None:
@@ -345,7 +342,6 @@ class TrainingJob:
         """While paused: new learning rate and/or margin for the rest of the run
         (lab.learn.changes); applied when it goes on, recorded in the history. ValueError when out
         of range."""
-        from lab.learn.changes import check
 
         if self.status != "paused":
             raise ValueError("settings can only change while the run is paused")
@@ -355,8 +351,6 @@ class TrainingJob:
         return changes
 
     def _apply_changes(self) -> None:
-        from lab.learn.changes import apply_changes
-
         with self._lock:
             changes, self._changes = getattr(self, "_changes", {}), {}
         if changes and self._trainer is not None:
@@ -429,13 +423,10 @@ class SweepJob:
         return f"{head} {config.loss} m={config.margin:g}"
 
     def _use_batched(self) -> bool:
-        from lab.learn.batched import batch_problem, prefer_batched
-
         if len(self.configs) < 2 or batch_problem(self.configs) is not None:
             return False
         if self.batched is not None:
             return self.batched
-        from lab.learn.train import pick_device
 
         return prefer_batched(pick_device(self.configs[0].device))
 
@@ -471,8 +462,6 @@ class SweepJob:
             limiter.release(ticket)
 
     def _train_batched(self) -> None:
-        from lab.learn.batched import train_runs_batched
-
         started: list = []  # the runs of the attempt that reached training
 
         def on_start(runs, trainer) -> None:
@@ -508,8 +497,6 @@ class SweepJob:
         release_device_memory()
         store = self.store
         if store is None:
-            from lab.learn.runs import RunStore
-
             store = RunStore()
         for run in started:
             if run.path is not None:

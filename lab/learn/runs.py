@@ -45,6 +45,8 @@ from safetensors.torch import load_file, save, save_file
 
 from lab.core import limits, settings
 from lab.core.config import CHOICES, RunConfig, problems
+from lab.learn.models import build_model
+from lab.metric.loss_specs import LOSSES
 
 STATUSES = ("running", "done", "stopped", "diverged", "interrupted", "corrupt")
 KNOWN_FILES = ("run.json", "config.json", "history.jsonl", "metrics.json", "model.safetensors",
@@ -73,7 +75,6 @@ def default_name(config: RunConfig, when: float | None = None) -> str:
     """A name that tells a class's first runs apart: the loss, its margin when it has one, the
     dataset, and the time it started (every student's first run used to be "contrastive on
     synthetic"). Names are for people; the app identifies runs by id."""
-    from lab.metric.loss_specs import LOSSES
 
     spec = LOSSES.get(config.loss)
     margin = f" m={config.margin:g}" if spec is not None and "margin" in spec.params else ""
@@ -195,7 +196,6 @@ class Run:
 
     def load_model(self, device: str | torch.device = "cpu") -> torch.nn.Module:
         """The embedding net of this run with its saved weights, in eval mode."""
-        from lab.learn.models import build_model
 
         path = self.path / "model.safetensors"
         if not path.exists():

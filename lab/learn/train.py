@@ -41,12 +41,22 @@ import torch
 
 from lab.core import settings
 from lab.core.config import RunConfig
+from lab.data import load_for_config
+from lab.data.sampler import PKSampler
+from lab.data.splits import split_for_config
 from lab.learn import reproducibility
 from lab.learn.changes import apply_changes
 from lab.learn.changes import scheduled as scheduled_changes
+from lab.learn.criterion import build_criterion
+from lab.learn.devices import pick_device as choose
 from lab.learn.devices import precision_for
 from lab.learn.lighting import light_batch
-from lab.measure.evaluate import Verification, embed, evaluate_embeddings
+from lab.learn.memory import cpu_copy
+from lab.learn.models import build_model
+from lab.learn.runs import RunStore
+from lab.learn.train_path import active_training, augment_batch_grid, path_for_config, threads_for
+from lab.measure import health
+from lab.measure.evaluate import Verification, baseline_embeddings, embed, evaluate_embeddings
 
 PROBE_CAP = 600  # probe images (val + test identities) embedded at every report
 SEEN_IDENTITIES = 8  # training identities also drawn on the maps (filled markers)
@@ -62,7 +72,6 @@ def pick_device(preference: str = "auto") -> torch.device:
     """CUDA if a card this torch build has kernels for is present, else Apple MPS, else CPU;
     an explicit choice that is missing falls back to CPU (so a config written on a GPU machine
     still runs on a laptop). The reasons, and the precision: :mod:`lab.learn.devices`."""
-    from lab.learn.devices import pick_device as choose
 
     return choose(preference)
 
@@ -200,12 +209,6 @@ class Trainer:
 
     def __init__(self, config: RunConfig, faceset=None, *, time_budget: float | None = None,
                  report_every: int | None = None, probes: bool = True, evaluate: bool = True):
-        from lab.data import load_for_config
-        from lab.data.splits import split_for_config
-        from lab.learn.criterion import build_criterion
-        from lab.learn.models import build_model
-        from lab.learn.train_path import path_for_config
-
         self.config = config
         self.path = path_for_config(config)  # how steps are computed, never what is learnt
         self.threads: int | None = None
@@ -330,8 +333,6 @@ class Trainer:
         return embed(self.model, self._seen_images, self.device)
 
     def _sampler(self, epoch: int):
-        from lab.data.sampler import PKSampler
-
         p = min(self.config.p_identities, self.num_classes)
         return PKSampler(self.train_labels_cpu, p, self.config.k_images,
                          seed=self.config.seed * 100_003 + epoch)
@@ -359,14 +360,11 @@ class Trainer:
     # -- training ----------------------------------------------------------------------------
     def fit(self) -> Iterator[EpochReport]:
         """Train, yielding a report per epoch (and every ``report_every`` steps)."""
-        from lab.learn.train_path import active_training
 
         with active_training():  # the thread policy shares the cores among running trainings
             yield from self._fit()
 
     def _fit(self) -> Iterator[EpochReport]:
-        from lab.learn.train_path import augment_batch_grid, threads_for
-
         c = self.config
         use_amp = self.precision == "bfloat16"
         check_each_step = self.device.type == "cpu"
@@ -521,7 +519,6 @@ class Trainer:
     def baselines(self, kinds=("pixels",), energy: str = "l2") -> dict[str, dict]:
         """Raw pixels / eigenfaces / Fisherfaces on this trainer's split, evaluated the same way
         (fitted on training identities, threshold on validation, figures on test)."""
-        from lab.measure.evaluate import baseline_embeddings
 
         images, labels = self.faceset.images.float(), self.faceset.labels
         train_index = torch.nonzero(torch.isin(labels, torch.as_tensor(
@@ -577,8 +574,6 @@ class MemoryRun:
         self.history.append(record)
 
     def save_model(self, model: torch.nn.Module) -> None:
-        from lab.learn.memory import cpu_copy
-
         self.model = cpu_copy(model)  # not the trainer's: its weights stay on the device
 
     def save_probes(self, *args, **kwargs) -> None:
@@ -599,7 +594,6 @@ def warm_up(device: torch.device | None = None) -> float:
     """Pay the one-time costs of the first training before a user presses Run: the first
     optimiser imports ``torch._dynamo`` (3-7 s on a 2-core CPU) and the first convolution
     initialises oneDNN. Call it from a background thread; returns the seconds it took."""
-    from lab.learn.models import build_model
 
     start = time.perf_counter()
     device = device or pick_device()
@@ -616,7 +610,6 @@ def warm_up(device: torch.device | None = None) -> float:
 def _add_health(trainer: Trainer, report: EpochReport) -> None:
     """The health monitor's statistics of this report (lab.measure.health), between epochs, from the
     embeddings the report already holds; the final evaluation gets the findings."""
-    from lab.measure import health
 
     report.changes, trainer.pending_changes = trainer.pending_changes, {}
     report.health = health.epoch_statistics(
@@ -650,7 +643,6 @@ def train_run(config: RunConfig, store=None, faceset=None, name: str | None = No
 
     When the store cannot be written (OSError: disk full, read-only folder) training carries on
     with a :class:`MemoryRun` instead, whose ``save_error`` says so."""
-    from lab.learn.runs import RunStore
 
     store = store if store is not None else RunStore()
     trainer = Trainer(config, faceset, **trainer_options)

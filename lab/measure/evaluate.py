@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from lab.metric.energy import energy_matrix_np, pairwise_energy_np
+
 FARS = (1e-1, 1e-2, 1e-3)
 THRESHOLD_FROM_VALIDATION = "validation identities"
 THRESHOLD_FROM_TEST = "the test identities' EER (no validation pairs: optimistic)"
@@ -156,8 +158,6 @@ def _rank1(matrix: np.ndarray, labels: np.ndarray) -> tuple[float | None, int]:
 
 def _pair_energies(embeddings: np.ndarray, i: np.ndarray, j: np.ndarray, energy: str
                    ) -> np.ndarray:
-    from lab.metric.energy import pairwise_energy_np
-
     return np.asarray(pairwise_energy_np(embeddings[i], embeddings[j], energy), dtype=np.float64)
 
 
@@ -165,7 +165,6 @@ def evaluate_embeddings(test_emb: np.ndarray, test_labels, energy: str,
                         val_emb: np.ndarray | None = None, val_labels=None, seed: int = 0,
                         max_impostor: int = 20000) -> Verification:
     """Every verification figure for the test embeddings, threshold chosen on validation."""
-    from lab.metric.energy import energy_matrix_np
 
     test_emb = np.asarray(test_emb, dtype=np.float32)
     test_labels = np.asarray(test_labels)

@@ -46,6 +46,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from lab.measure.evaluate import equal_error_rate, verification_pairs
+from lab.metric.energy import energy_bound, energy_matrix_np, pairwise_energy_np
 from lab.metric.loss_specs import LOSSES
 
 COLLAPSE_SPREAD = 0.03  # spread / norm below this: all embeddings in one point
@@ -93,8 +95,6 @@ def _eer(embeddings: np.ndarray, labels: np.ndarray, energy: str, seed: int) -> 
     """Equal error rate of all genuine pairs vs sampled impostor pairs among these images."""
     from sklearn.metrics import roc_curve
 
-    from lab.measure.evaluate import equal_error_rate, verification_pairs
-    from lab.metric.energy import pairwise_energy_np
 
     if len(np.unique(labels)) < 2:
         return None
@@ -120,8 +120,6 @@ def inside_margin_share(embeddings: np.ndarray, labels: np.ndarray, loss: str, e
                         margin: float, seed: int = 0) -> float | None:
     """Share of impostor pairs (contrastive: E < m) or triplets (triplet: E(a,n) < E(a,p) + α)
     that still pay a loss among these images; None for losses without such a margin."""
-    from lab.measure.evaluate import verification_pairs
-    from lab.metric.energy import energy_matrix_np, pairwise_energy_np
 
     labels = np.asarray(labels)
     if _margin_kind(loss) is None or len(np.unique(labels)) < 2:
@@ -295,15 +293,12 @@ def _beyond_reach(config, margin: float) -> bool:
     """A margin no pair can ever leave: unit-norm embeddings are never farther apart than the
     energy's bound (lab.metric.energy.energy_bound), so with m >= bound every impostor pair (every
     triplet: E(a,n) - E(a,p) <= bound too) pays a loss forever; no plateau needs waiting for."""
-    from lab.metric.energy import energy_bound
 
     return bool(config.normalize) and margin >= energy_bound(config.energy,
                                                              config.embedding_dim)
 
 
 def _stuck_fix(config, margin: float) -> str:
-    from lab.metric.energy import energy_bound
-
     if config.normalize:
         # contrastive: E <= bound; triplet: E(a,n) - E(a,p) <= bound as well
         bound = energy_bound(config.energy, config.embedding_dim)

@@ -28,6 +28,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from lab.data import load_for_config
+from lab.data.splits import split_for_config
+from lab.measure.evaluate import embed
+from lab.metric.energy import energy_matrix_np
+
 REAL_FACE_DATASETS = ("att", "olivetti", "lfw", "folder")  # photos of people
 DATASET_WORDS = {"synthetic": "synthetic cartoon faces", "digits": "hand-written digits",
                  "mnist": "MNIST digits", "fashion-mnist": "Fashion-MNIST clothes",
@@ -80,8 +85,6 @@ class Calibration:
     dataset: str
 
     def nearest(self, embeddings: np.ndarray) -> np.ndarray:
-        from lab.metric.energy import energy_matrix_np
-
         matrix = energy_matrix_np(np.asarray(embeddings, np.float64), self.energy,
                                   self.train_embeddings)
         return matrix.min(axis=1)
@@ -115,9 +118,6 @@ _CALIBRATIONS: dict[tuple, Calibration] = {}
 def calibrate(run: Any, faceset=None) -> Calibration:
     """The run's calibration, computed once per weights file (in memory): embeds up to
     TRAIN_CAP training images and every validation image (test ones when it has none)."""
-    from lab.data import load_for_config
-    from lab.data.splits import split_for_config
-    from lab.measure.evaluate import embed
 
     weights = Path(getattr(run, "path", ".")) / "model.safetensors"
     stamp = weights.stat().st_mtime_ns if weights.exists() else 0

@@ -17,6 +17,7 @@ from typing import Protocol
 
 from lab.core import settings
 from lab.core.config import RunConfig
+from lab.runners.local import LocalRunner
 
 ADDRESS_VARIABLE = settings.RAY_ADDRESS_VARIABLE
 
@@ -40,7 +41,6 @@ class Runner(Protocol):
 def select_runner(address: str | None = None) -> Runner:
     """The runner ``address`` (default: $METRIC_LAB_RAY_ADDRESS) asks for; local when it is
     empty, and local with a banner when Ray is missing or the cluster does not answer."""
-    from lab.runners.local import LocalRunner
 
     address = (address if address is not None else settings.ray_address())
     if not address:

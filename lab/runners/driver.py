@@ -20,6 +20,8 @@ from typing import Any, Protocol
 
 from lab.core.config import RunConfig
 from lab.learn.jobs import TrainingJob
+from lab.learn.runs import RunStore
+from lab.learn.train import EpochReport, MemoryRun, _to_memory
 from lab.runners.checkpoint import (
     Checkpoint,
     load_checkpoint,
@@ -27,6 +29,7 @@ from lab.runners.checkpoint import (
     rewind,
     save_checkpoint,
 )
+from lab.runners.session import TrainingSession
 
 
 class WorkerLostError(RuntimeError):
@@ -56,8 +59,6 @@ class InProcessHandle:
 
     def __init__(self, config: RunConfig, checkpoint: Checkpoint | None,
                  time_budget: float | None = None):
-        from lab.runners.session import TrainingSession
-
         self.session = TrainingSession(config, checkpoint=checkpoint, time_budget=time_budget)
 
     def call(self, method: str, *args: Any) -> Any:
@@ -137,8 +138,6 @@ class SessionJob(TrainingJob):
             self.status, self.message = "interrupted", self._interruption
 
     def _train(self, train_run):
-        from lab.learn.runs import RunStore
-
         store = self.store if self.store is not None else RunStore()
         run, checkpoint = None, None
         if self.resume_id is not None:
@@ -159,8 +158,6 @@ class SessionJob(TrainingJob):
                     handle.close()
 
     def _drive(self, handle: SessionHandle, store, run, checkpoint: Checkpoint | None):
-        from lab.learn.train import EpochReport, MemoryRun, _to_memory
-
         info = handle.call("describe")
         self.node_id = info.get("node_id")
         self.where = (f"Ray node {info['node_ip']}" if info.get("node_ip")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from lab.core.config import RunConfig
 from lab.learn.jobs import SweepJob, TrainingJob
+from lab.runners.driver import SessionJob
 
 
 class LocalRunner:
@@ -24,8 +25,6 @@ class LocalRunner:
                      start_paused: bool = False, resume_id: str | None = None,
                      time_budget: float | None = None) -> TrainingJob:
         if resume_id is not None:
-            from lab.runners.driver import SessionJob
-
             return SessionJob(config, store=store, name=name, start_paused=start_paused,
                               time_budget=time_budget, resume_id=resume_id)
         return TrainingJob(config, store=store, name=name, start_paused=start_paused,

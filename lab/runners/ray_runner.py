@@ -36,8 +36,10 @@ import ray._private.auto_init_hook
 
 from lab.core import settings
 from lab.core.config import RunConfig
+from lab.data import load_for_config
 from lab.learn.jobs import SweepJob, TrainingLimiter
-from lab.runners.driver import SessionJob, WorkerLostError
+from lab.runners.driver import InProcessHandle, SessionJob, WorkerLostError
+from lab.runners.local import LocalRunner
 from lab.runners.session import SELF_MADE_DATASETS, TrainingSession, checkpoint_every
 
 CONNECT_TIMEOUT_S = 20.0
@@ -194,8 +196,6 @@ class RayRunner:
     kind = "ray"
 
     def __init__(self, address: str, fallback=None):
-        from lab.runners.local import LocalRunner
-
         self.address = address
         self.host, self.port = _split(address)
         self.cpus, self.gpus = _resources_per_training()
@@ -354,8 +354,6 @@ class RayRunner:
         """An actor for this run; a run that was still queued when the cluster was lost trains
         on this server instead (its student pressed Run and waited: nothing to interrupt)."""
         if self.lost:
-            from lab.runners.driver import InProcessHandle
-
             return InProcessHandle(config, checkpoint, time_budget)
         with self.ray_call():
             return self._launch(config, checkpoint, time_budget)
@@ -376,7 +374,6 @@ class RayRunner:
         object store (loaded once per dataset, the last few kept)."""
         if config.dataset in SELF_MADE_DATASETS:
             return None
-        from lab.data import load_for_config
 
         key = json.dumps([config.dataset, config.data_dir, config.image_size, config.data_seed,
                           config.extra or {}], sort_keys=True, default=str)

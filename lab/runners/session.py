@@ -18,6 +18,9 @@ import sys
 
 from lab.core import settings
 from lab.core.config import RunConfig
+from lab.learn.changes import apply_changes
+from lab.learn.train import Trainer, _add_health
+from lab.runners.checkpoint import restore, training_state
 
 # Datasets a worker can make itself (generated, or shipped inside a package): the app sends
 # every other dataset's images, so worker nodes need no copy of data/ and no shared disk.
@@ -39,13 +42,9 @@ class TrainingSession:
 
     def __init__(self, config: RunConfig, faceset=None, checkpoint=None,
                  every: int | None = None, time_budget: float | None = None):
-        from lab.learn.train import Trainer
-
         self.every = every or checkpoint_every()
         self.trainer = Trainer(config, faceset, time_budget=time_budget)
         if checkpoint is not None:
-            from lab.runners.checkpoint import restore
-
             restore(self.trainer, checkpoint)
         self._fit = None
 
@@ -70,7 +69,6 @@ class TrainingSession:
         """Train up to the next report; returns (report, checkpoint state or None).
 
         The checkpoint comes with every ``every``-th epoch and with the last report."""
-        from lab.learn.train import _add_health
 
         if self._fit is None:
             self._fit = self.trainer.fit()
@@ -79,7 +77,6 @@ class TrainingSession:
         due = report.status != "running" or (report.epoch > 0 and report.epoch % self.every == 0)
         if not due:
             return report, None
-        from lab.runners.checkpoint import training_state
 
         return report, training_state(self.trainer)
 
@@ -89,7 +86,6 @@ class TrainingSession:
     def change(self, changes: dict) -> None:
         """New learning rate / margin for the rest of the run (lab.learn.changes; asked while
         paused, so between two ``next`` calls)."""
-        from lab.learn.changes import apply_changes
 
         apply_changes(self.trainer, changes)
 

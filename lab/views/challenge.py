@@ -40,6 +40,9 @@ import numpy as np
 from lab.core import settings
 from lab.core.config import RunConfig, problems
 from lab.core.fields import FIELDS
+from lab.data import DatasetError, load_for_config
+from lab.data.splits import held_out_identities, split_for_config
+from lab.measure.evaluate import embed, evaluate_embeddings
 
 # Settings a teacher may hand to students; everything else is fixed by the challenge. A
 # student's value of each stays inside its range in lab.core.fields (checked by config.problems).
@@ -208,8 +211,6 @@ def new_challenge(key: str, title: str, base: RunConfig, editable: Sequence[str]
 
 def _check_people(challenge: Challenge) -> None:
     """The split must leave people to train on; the dataset tells how many there are."""
-    from lab.data import DatasetError, load_for_config
-    from lab.data.splits import held_out_identities, split_for_config
 
     config = challenge.student_config(challenge.base, "check")
     try:
@@ -281,8 +282,6 @@ def hidden_images(challenge: Challenge, faceset=None):
     """(images, labels) of the hidden people: only the scorer and the tests call this."""
     import torch
 
-    from lab.data import load_for_config
-    from lab.data.splits import held_out_identities
 
     config = challenge.student_config(challenge.base, "scorer")
     faces = faceset if faceset is not None else load_for_config(config)
@@ -294,7 +293,6 @@ def hidden_images(challenge: Challenge, faceset=None):
 def score_run(challenge: Challenge, run, faceset=None) -> dict:
     """EER, TAR at FAR 1 % and AUC of the run's model on the hidden people (the threshold-free
     figures: nobody tuned on these people, so no threshold is chosen on them)."""
-    from lab.measure.evaluate import embed, evaluate_embeddings
 
     images, labels = hidden_images(challenge, faceset)
     model = run.load_model("cpu")

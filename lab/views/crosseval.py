@@ -22,6 +22,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from lab.data import DatasetError, load_for_config
+from lab.measure.evaluate import embed, evaluate_embeddings
+from lab.views.verify import input_shape_for_run, threshold_for_run
+
 THRESHOLD_FAR = 0.01
 
 
@@ -37,9 +41,6 @@ def _channels(images: torch.Tensor, channels: int) -> torch.Tensor:
 def cross_dataset(run: Any, dataset: str, data_dir: str | None = None,
                   far: float = THRESHOLD_FAR) -> dict[str, Any]:
     """The run on another dataset: its Verification, and the FAR / FRR at its own threshold."""
-    from lab.data import load_for_config
-    from lab.measure.evaluate import embed, evaluate_embeddings
-    from lab.views.verify import input_shape_for_run, threshold_for_run
 
     channels, size = input_shape_for_run(run)
     side = size if np.isscalar(size) else size[0]
@@ -87,7 +88,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def cli(args: argparse.Namespace, run: Any) -> int:
     """Print the cross-dataset figures (JSON with --json); 2 with a message on bad input."""
-    from lab.data import DatasetError
 
     try:
         found = cross_dataset(run, args.dataset, args.data_dir)

@@ -32,6 +32,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lab.learn.changes import CHANGEABLE, setting_at
+from lab.learn.train import Trainer
+from lab.measure.evaluate import embed
 from lab.metric.energy import energy_matrix
 from lab.metric.loss_specs import LOSSES
 from lab.metric.mining import mine
@@ -240,8 +243,6 @@ def inspect_trainer(trainer, epoch: int, batch: int = 0) -> Inspection:
 
 def inspect_saved_run(run, faceset, epoch: int | None = None, batch: int = 0) -> Inspection:
     """The same for a saved run: its final weights, a fresh optimiser (none is saved)."""
-    from lab.learn.changes import CHANGEABLE, setting_at
-    from lab.learn.train import Trainer
 
     # the settings of its last epoch: a margin or learning rate changed mid-run is the one used
     config = run.config.replace(**{name: setting_at(run.config, run.history, len(run.history),
@@ -254,8 +255,6 @@ def inspect_saved_run(run, faceset, epoch: int | None = None, batch: int = 0) ->
         # The classifier head is not saved with a run: each identity's centre is estimated as
         # the mean direction of its training images' embeddings (where ArcFace's rows settle).
         with torch.no_grad():
-            from lab.measure.evaluate import embed
-
             emb = torch.as_tensor(embed(trainer.model, trainer.train_images, trainer.device))
             emb = F.normalize(emb, dim=1)
             centres = torch.zeros_like(trainer.criterion.weight)

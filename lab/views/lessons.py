@@ -27,6 +27,10 @@ from typing import Any
 import numpy as np
 
 from lab.core.config import RunConfig
+from lab.learn.runs import RunStore
+from lab.learn.train import train_run
+from lab.metric.geometry import check_conditions
+from lab.views.run_view import probe_history, verification_of
 
 Figures = dict[str, Any]  # one variant's measured figures: eer, auc, energy_scale, status, ...
 Check = Callable[[dict[str, Figures]], tuple[bool, str]]
@@ -118,7 +122,6 @@ def _finite_or_none(value: Any) -> float | None:
 def measure_run(run, label: str | None = None) -> VariantResult:
     """The figures of one saved run (a :class:`lab.learn.runs.Run`): test EER, AUC, d′, the energy
     scale of unseen pairs at the last saved epoch, the status and the final loss."""
-    from lab.views.run_view import probe_history, verification_of
 
     config = run.config
     metrics = run.metrics or {}
@@ -166,7 +169,6 @@ def conditions_figures(config: RunConfig) -> Figures:
     """Conditions 1-3 for a lesson variant that trains nothing: the loss, its own parameter
     (``config.margin`` = contrastive m_c, ``config.chopra_q`` = Q) and the half-plane margin m
     and energy box in ``config.extra`` ("m", "e_max")."""
-    from lab.metric.geometry import check_conditions
 
     extra = config.extra or {}
     m, e_max = float(extra.get("m", 0.5)), float(extra.get("e_max", 2.0))
@@ -239,8 +241,6 @@ def run_lesson(lesson: Lesson, store=None,
         return evaluate(lesson, results, time.process_time() - start_cpu,
                         time.perf_counter() - start_wall)
 
-    from lab.learn.runs import RunStore
-    from lab.learn.train import train_run
 
     with tempfile.TemporaryDirectory(prefix="metric-lab-lesson-") as scratch:
         runs = store if store is not None else RunStore(scratch)

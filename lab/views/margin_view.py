@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from lab.metric.geometry import pair_points
 from lab.metric.loss_specs import LOSSES, margin_on_energy_axis
 from lab.viz.plots import COLORS, style
 
@@ -38,7 +39,6 @@ def triplet_gaps(energies: np.ndarray, labels: np.ndarray, *, max_points: int = 
                  seed: int = 0) -> np.ndarray:
     """d(a,n) − d(a,p) of (a sample of) every triplet among these images, from their [N, N]
     energy matrix: one genuine and one impostor pair sharing the anchor."""
-    from lab.metric.geometry import pair_points  # torch comes with it: only when gaps are drawn
 
     points = pair_points(energies, labels, max_points=max_points, seed=seed)
     return points.e_impostor - points.e_genuine

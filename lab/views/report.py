@@ -34,7 +34,13 @@ from typing import Any
 import numpy as np
 
 from lab.core.config import RunConfig
+from lab.learn.runs import RunStore
+from lab.metric.energy import energy_bound
+from lab.metric.loss_specs import LOSSES
+from lab.views.lessons import seed_spread, spread_sentence
 from lab.views.margin_view import energy_margin
+from lab.views.run_view import config_differences, live_map, probe_history, verification_at
+from lab.viz import plots
 
 CSP = ("default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; "
        "style-src 'unsafe-inline'; img-src data: blob:; font-src data:")
@@ -116,7 +122,6 @@ class Report:
 
     def formula(self, loss: str) -> None:
         """The loss's formula as MathML (drawn by the browser), its LaTeX and its source."""
-        from lab.metric.loss_specs import LOSSES
 
         spec = LOSSES.get(loss)
         if spec is None:
@@ -275,9 +280,6 @@ def _train_seconds(run) -> float | None:
 
 def _run_figures(report: Report, run) -> dict | None:
     """Loss curve, embedding map, energy histogram and ROC of one run; returns its ROC curve."""
-    from lab.metric.energy import energy_bound
-    from lab.views.run_view import live_map, probe_history, verification_at
-    from lab.viz import plots
 
     config, history = run.config, run.history
     if history:
@@ -351,8 +353,6 @@ def add_run(report: Report, run, level: int = 2) -> dict | None:
 
 def run_report(runs: Sequence, title: str | None = None) -> Report:
     """One run, or a comparison of several (their table and ROC curves first)."""
-    from lab.views.run_view import config_differences
-    from lab.viz import plots
 
     if not runs:
         raise ValueError("a report needs at least one run")
@@ -390,7 +390,6 @@ def run_report(runs: Sequence, title: str | None = None) -> Report:
 
 def lesson_report(lesson, result, runs: Sequence = ()) -> Report:
     """A lesson's claim, what was measured, its verdict, the ROC per variant and each run."""
-    from lab.viz import plots
 
     report = Report(f"Metric Lab lesson: {lesson.title}", lesson.source)
     report.heading("The claim")
@@ -398,7 +397,6 @@ def lesson_report(lesson, result, runs: Sequence = ()) -> Report:
     report.heading("What the app measured")
     report.paragraph(("As the paper claims: " if result.passed else "Not this time: ")
                      + result.sentence + ".")
-    from lab.views.lessons import seed_spread, spread_sentence
 
     spread = seed_spread(lesson.key) if lesson.trains else None
     if spread is not None:  # the same figures the Lessons page shows beside the live run
@@ -426,7 +424,6 @@ def leaderboard_report(title: str, rows: Sequence[dict], columns: Sequence[str],
     """A challenge's leaderboard: its settings, the ranked table and EER against time."""
     import plotly.graph_objects as go
 
-    from lab.viz import plots
 
     report = Report(f"Leaderboard: {title}", "Scored on hidden people nobody trained or tuned on")
     if about:
@@ -453,8 +450,6 @@ def write(report: Report, out: str | Path, plain_js: bool = False) -> int:
 
 
 def cmd_report(args) -> int:
-    from lab.learn.runs import RunStore
-
     store = RunStore(args.runs) if args.runs else RunStore()
     runs = [store.load(run_id) for run_id in args.run]
     size = write(run_report(runs, title=args.title), args.out, plain_js=args.plain_js)

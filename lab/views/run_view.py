@@ -12,8 +12,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lab.measure.evaluate import Verification, evaluate_embeddings, verification_pairs
-from lab.metric.energy import pairwise_energy_np
+from lab.data import load_for_config
+from lab.data.splits import split_for_config
+from lab.measure.evaluate import (
+    Verification,
+    baseline_embeddings,
+    evaluate_embeddings,
+    verification_pairs,
+)
+from lab.measure.project import align_to, project
+from lab.metric.energy import energy_matrix_np, pairwise_energy_np
 
 
 @dataclass
@@ -172,7 +180,6 @@ def live_map(embeddings: np.ndarray, previous: np.ndarray | None = None,
              seed: int = 0) -> np.ndarray:
     """A quick 2-D map for the live view: PCA, turned to match the previous frame so points do
     not jump from one epoch to the next."""
-    from lab.measure.project import align_to, project
 
     points = project(embeddings, "pca", seed=seed)
     if previous is not None and previous.shape == points.shape:
@@ -217,7 +224,6 @@ def short_number(value) -> str:
 def nearest_neighbours(embeddings: np.ndarray, index: int, energy: str,
                        k: int = 5) -> list[tuple[int, float]]:
     """The k probe images closest to image ``index`` (itself excluded), with their energies."""
-    from lab.metric.energy import energy_matrix_np
 
     row = energy_matrix_np(embeddings[index:index + 1], energy, embeddings)[0]
     row[index] = np.inf
@@ -234,9 +240,6 @@ def seen_mask(history: ProbeHistory) -> np.ndarray:
 def baseline_verification(config, kind: str, faceset=None) -> Verification:
     """A linear baseline (raw pixels, eigenfaces, Fisherfaces) on the same split as a run:
     fitted on its training identities, threshold from validation, scored on test."""
-    from lab.data import load_for_config
-    from lab.data.splits import split_for_config
-    from lab.measure.evaluate import baseline_embeddings
 
     faces = faceset if faceset is not None else load_for_config(config)
     split = split_for_config(config, faces.num_identities)

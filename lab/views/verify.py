@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from lab.data import load_for_config
+from lab.data.splits import split_for_config
 from lab.faces.facepipe import face_input, parse_pipeline, tensor_to_display
 from lab.faces.photos import (
     FaceBox,
@@ -40,6 +42,9 @@ from lab.faces.photos import (
     to_model_input,
     whole_image_crop,
 )
+from lab.faces.reference import ReferenceModel, shared_reference
+from lab.measure.evaluate import embed, verification_pairs
+from lab.metric.energy import energy_matrix_np, pairwise_energy_np
 
 EmbedFn = Callable[[torch.Tensor], np.ndarray]  # [N, C, H, W] in [0, 1] -> [N, D]
 DEFAULT_FAR = 0.01
@@ -168,7 +173,6 @@ def verify_pair(
     images went through, and the crops returned are those inputs as 8-bit pictures.
     Raises PhotoError (NoFaceError, TinyFaceError) with a message naming the photo.
     """
-    from lab.metric.energy import pairwise_energy_np
 
     timings: dict[str, float] = {}
     notes: list[str] = []
@@ -238,8 +242,6 @@ def verify_pair(
 
     ref_verdict, ref_note = None, ""
     if reference:
-        from lab.faces.reference import ReferenceModel, shared_reference
-
         model = shared_reference()
         if model is None:
             ref_note = ReferenceModel.available()[1]
@@ -286,7 +288,6 @@ def reference_for_pair(
 ) -> tuple[Any, str]:
     """The reference model's verdict alone (no student run needed): (ReferenceVerdict, "") or
     (None, why it is not available). Photo problems raise PhotoError as in `verify_pair`."""
-    from lab.faces.reference import ReferenceModel, shared_reference
 
     model = shared_reference()
     if model is None:
@@ -336,7 +337,6 @@ def search_gallery(
     reason), so one unreadable gallery photo never stops the search. The probe's own errors
     are raised (PhotoError) as in `verify_pair`.
     """
-    from lab.metric.energy import energy_matrix_np
 
     aspect = _aspect(image_size)
 
@@ -394,7 +394,6 @@ def input_shape_for_run(run: Any) -> tuple[int, int | tuple[int, int]]:
 
 def embedder_for_run(run: Any, device: str | torch.device = "cpu") -> EmbedFn:
     """embed_fn for `verify_pair`: the run's network in eval mode, no gradients, numpy out."""
-    from lab.measure.evaluate import embed
 
     model = run.load_model(device) if hasattr(run, "load_model") else run.model
     model.eval()
@@ -436,11 +435,6 @@ def run_energies(run: Any) -> RunEnergies:
 
 
 def _compute_run_energies(run: Any) -> RunEnergies:
-    from lab.data import load_for_config
-    from lab.data.splits import split_for_config
-    from lab.measure.evaluate import embed, verification_pairs
-    from lab.metric.energy import pairwise_energy_np
-
     config = run.config
     faceset = load_for_config(config)
     split = split_for_config(config, faceset.num_identities)
