@@ -21,7 +21,8 @@ from lab.views.run_view import (
     sweep_rows,
     verification_at,
 )
-from lab.viz import plots
+from lab.viz.roc import roc_curves, sweep_plot
+from lab.viz.style import series_color
 from ui import icons
 from ui.reports import run_report_button
 
@@ -75,7 +76,7 @@ def cross_dataset_section(store, chosen, curves, log_far: bool) -> None:
         {**other, "name": f"{info.name}: {other['name']}"}]
     plot, table = st.columns([3, 2])
     with plot:
-        ui.show_figure(plots.roc_curves(pair, log_far=log_far,
+        ui.show_figure(roc_curves(pair, log_far=log_far,
                                         title="In-domain vs another dataset"),
                        f"cross-{info.id}-{dataset}", key="roc-cross")
     with table:
@@ -112,7 +113,7 @@ with compare_tab:
         names = run_names(infos)
         # One colour per run, from its place in the run store (oldest first), so it keeps its
         # colour whichever runs are picked.
-        colors = {i.id: plots.series_color(k)
+        colors = {i.id: series_color(k)
                   for k, i in enumerate(sorted(infos, key=lambda i: (i.created, i.id)))}
         chosen_ids = st.multiselect("Runs", list(labels), default=list(labels)[:3],
                                     format_func=lambda v: labels.get(v, v),
@@ -144,7 +145,7 @@ with compare_tab:
                     st.warning(f"{BASELINES[kind]}: {error}")
                     continue
                 curves.append({"name": BASELINES[kind], "key": kind, "fpr": result.fpr,
-                               "color": plots.series_color(len(infos)
+                               "color": series_color(len(infos)
                                                            + list(BASELINES).index(kind)),
                                "tpr": result.tpr, "auc": result.auc, "eer": result.eer})
                 tar = result.tar_at_far
@@ -157,7 +158,7 @@ with compare_tab:
                               "rank-1 %": None if result.rank1 is None
                               else round(100 * result.rank1, 2)})
         if curves:
-            ui.show_figure(plots.roc_curves(curves, log_far=log_far, presenter=presenter),
+            ui.show_figure(roc_curves(curves, log_far=log_far, presenter=presenter),
                            "roc-compare", key="roc")
         if table:
             ui.table(table, hide_index=True, width="stretch", column_order=(
@@ -227,7 +228,7 @@ with sweep_tab:
             if rows:
                 metric = st.radio("Metric", ("eer", "auc"), horizontal=True,
                                   format_func=str.upper, key="sweep_metric")
-                ui.show_figure(plots.sweep_plot(rows, metric=metric, presenter=presenter),
+                ui.show_figure(sweep_plot(rows, metric=metric, presenter=presenter),
                                f"{tag}-{metric}", key="sweep_plot")
 
         sweep_view()

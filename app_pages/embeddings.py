@@ -8,7 +8,8 @@ import streamlit as st
 import ui
 from lab.measure.project import project_frames, umap_ready
 from lab.views.run_view import nearest_neighbours, seen_mask
-from lab.viz import plots
+from lab.viz.maps import embedding_animation, embedding_map, image_grid, image_uris
+from lab.viz.style import COLORS
 from ui import icons
 
 # Faces drawn on the map at most: 400 take about 0.5 s to build into the figure once encoded,
@@ -39,7 +40,7 @@ def frames_for(embeddings: np.ndarray, method: str, seed: int) -> list[np.ndarra
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def face_uris(pixels: np.ndarray) -> list[str]:
-    return plots.image_uris(pixels)
+    return image_uris(pixels)
 
 
 frames = frames_for(history.embeddings, chosen, run.config.seed)
@@ -58,7 +59,7 @@ with tab_slider:
     faces = None
     if show_faces and (pixels := ui.probe_images(run, history)) is not None:
         faces = face_uris(pixels)
-    fig = plots.embedding_map(frames[round_index], history.labels, names, seen,
+    fig = embedding_map(frames[round_index], history.labels, names, seen,
                               title=f"{method} after epoch {epochs[round_index]}",
                               highlight=selected, images=faces, max_thumbnails=MAP_THUMBNAILS,
                               presenter=presenter)
@@ -75,11 +76,11 @@ with tab_slider:
                     f"neighbours at this epoch (energy {run.config.energy}):")
         if images is not None:
             picks = [selected] + [i for i, _ in neighbours]
-            same = [None] + [plots.COLORS["genuine"] if history.labels[i] ==
-                             history.labels[selected] else plots.COLORS["impostor"]
+            same = [None] + [COLORS["genuine"] if history.labels[i] ==
+                             history.labels[selected] else COLORS["impostor"]
                              for i, _ in neighbours]
             captions = ["clicked"] + [f"E = {e:.3f}" for _, e in neighbours]
-            st.plotly_chart(plots.image_grid(images[picks], captions, border_colors=same),
+            st.plotly_chart(image_grid(images[picks], captions, border_colors=same),
                             width="stretch", key="neighbours")
             st.caption("Blue border: same identity (genuine); vermillion: another identity.")
     else:
@@ -87,5 +88,5 @@ with tab_slider:
                    "cannot show it: Streamlit's plotly chart tells the server of clicks and "
                    "selections, never of hovers; the Images toggle draws every face at once).")
 with tab_play:
-    fig = plots.embedding_animation(frames, history.labels, seen, epochs, presenter=presenter)
+    fig = embedding_animation(frames, history.labels, seen, epochs, presenter=presenter)
     ui.show_figure(fig, f"{run.id}-embedding-animation", key="animation")

@@ -10,7 +10,7 @@ from lab.learn.changes import setting_at
 from lab.metric.energy import energy_matrix_np
 from lab.views.margin_view import energy_margin, gap_histogram, margin_on_gap_axis, triplet_gaps
 from lab.views.run_view import verification_of
-from lab.viz import plots
+from lab.viz.energies import energy_histogram, far_frr_at
 from ui import icons
 from ui.errors import error_gallery, reference_disagreements
 from ui.inspector import inspector_for_run
@@ -51,7 +51,7 @@ if result.threshold_from_test:
 else:
     st.caption(f"The starting threshold τ is taken on the {result.threshold_source} (people "
                "neither trained nor tested on) and scored here on the test identities.")
-far, frr = plots.far_frr_at(threshold, genuine, impostor)
+far, frr = far_frr_at(threshold, genuine, impostor)
 cols = st.columns(5)
 cols[0].metric("FAR (impostors accepted)", f"{100 * far:.1f}%")
 cols[1].metric("FRR (genuine rejected)", f"{100 * frr:.1f}%")
@@ -61,7 +61,7 @@ cols[4].metric("pairs", f"{len(genuine)} / {len(impostor)}",
                help="genuine / impostor pairs among the test identities")
 run_margin = setting_at(run.config, run.history, epochs[round_index], "margin")  # a changed one
 margin = energy_margin(run.config.loss, run_margin)
-fig = plots.energy_histogram(genuine, impostor, margin=margin, threshold=threshold,
+fig = energy_histogram(genuine, impostor, margin=margin, threshold=threshold,
                              dprime=result.dprime, eer=result.eer, x_range=(0, high),
                              title=f"Unseen identities after epoch {epochs[round_index]}",
                              energy_label=f"energy E ({run.config.energy})", presenter=presenter)

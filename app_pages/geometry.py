@@ -37,7 +37,7 @@ from lab.metric.energy import energy_matrix_np
 from lab.metric.loss_specs import LOSSES
 from lab.metric.mining import batchhard_triplets, semihard_triplets
 from lab.views.run_view import probe_history, run_label, seen_mask
-from lab.viz import plots
+from lab.viz.planes import geometry_plane, plateau_plot, triplet_plane
 from ui import icons
 
 VIEWS = ("contrastive", "chopra", "naive", "triplet")
@@ -240,7 +240,7 @@ with right:
             d_ap, d_an = triplet_points(*points, which, alpha)
         else:
             d_ap = d_an = None
-        fig = plots.triplet_plane(d_ap, d_an, alpha, extent=e_max, presenter=presenter,
+        fig = triplet_plane(d_ap, d_an, alpha, extent=e_max, presenter=presenter,
                                   title=f"Triplets: d(a,p) vs d(a,n), α = {alpha:g}")
         st.session_state[TIMING_KEY] = time.perf_counter() - started
         ui.show_figure(fig, "triplet-plane", key="triplet_plane")
@@ -267,7 +267,7 @@ with right:
             pair_xy = (sample.e_genuine, sample.e_impostor)
             share = geometry.margin_share(sample.e_genuine, sample.e_impostor, m)
         parameter = {"contrastive": f", m_c = {mc:g}", "chopra": f", Q = {q:g}"}.get(view, "")
-        fig = plots.geometry_plane(grid.x, grid.y, grid.values, result.gradient, m,
+        fig = geometry_plane(grid.x, grid.y, grid.values, result.gradient, m,
                                    points=pair_xy, condition1_share=share,
                                    title=f"H(E_G, E_I) of the {view} loss{parameter}; "
                                          f"margin m = {m:g}",
@@ -315,7 +315,7 @@ if view != "triplet":
         grad_l1 = geometry.impostor_gradient_norm(view, "l1", energies, 1, loss_margin=mc, q=q)
         grad_sq = geometry.impostor_gradient_norm(view, "sqeuclidean", energies, 1,
                                                   loss_margin=mc, q=q)
-        ui.show_figure(plots.plateau_plot(energies, grad_l1, grad_sq, presenter=presenter,
+        ui.show_figure(plateau_plot(energies, grad_l1, grad_sq, presenter=presenter,
                                           title=f"How hard the {view} loss pushes an impostor "
                                                 "pair apart"),
                        "plateau", key="plateau")

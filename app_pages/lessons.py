@@ -28,7 +28,9 @@ from lab.views.lessons import (
 from lab.views.margin_view import energy_margin
 from lab.views.report import lesson_report
 from lab.views.urlstate import config_to_query
-from lab.viz import plots
+from lab.viz.energies import energy_histogram
+from lab.viz.roc import lesson_variants_plot, roc_curves
+from lab.viz.style import series_color
 from ui import icons
 from ui.reports import report_button
 
@@ -148,21 +150,21 @@ def show_result(result: LessonResult) -> None:
     verdict(result)
     st.dataframe(figures_table(result), hide_index=True, width="stretch")
     # One colour per variant, the same on the ROC and on the EER plot beside it.
-    colors = {v.label: plots.series_color(k) for k, v in enumerate(result.variants)}
+    colors = {v.label: series_color(k) for k, v in enumerate(result.variants)}
     curves = [{"name": v.label, "key": v.label, "color": colors[v.label], "fpr": v.fpr,
                "tpr": v.tpr, "auc": v.figures.get("auc"), "eer": v.figures.get("eer")}
               for v in result.variants if v.fpr is not None]
     if curves:
         roc, bars = st.columns([3, 2], gap="large") if not presenter else (st.container(),) * 2
         with roc:
-            ui.show_figure(plots.roc_curves(curves, presenter=presenter,
+            ui.show_figure(roc_curves(curves, presenter=presenter,
                                             title="ROC on unseen people, one curve per variant"),
                            f"lesson-{lesson.key}-roc", key=f"roc-{lesson.key}")
         with bars:
             # the figure the lesson checks, where it is a rate; EER otherwise (the energy scale
             # of the margin lesson spans orders of magnitude: its table and histograms show it)
             metric = lesson.metric if lesson.metric in ("eer", "active_fraction") else "eer"
-            fig = plots.lesson_variants_plot(
+            fig = lesson_variants_plot(
                 lesson.labels, {v.label: v.figures.get(metric) for v in result.variants},
                 {label: (figures or {}).get(metric)
                  for label, figures in (SPREAD or {}).get("spread", {}).items()},
@@ -179,7 +181,7 @@ def show_result(result: LessonResult) -> None:
                                            99.5)) * 1.05 or 1.0
                 config = variant.config
                 margin = energy_margin(config.loss, config.margin)  # not α: lab.views.margin_view
-                fig = plots.energy_histogram(variant.genuine, variant.impostor, margin=margin,
+                fig = energy_histogram(variant.genuine, variant.impostor, margin=margin,
                                              eer=variant.figures.get("eer"),
                                              dprime=variant.figures.get("dprime"),
                                              x_range=(0.0, high), title=variant.label,

@@ -17,7 +17,8 @@ from lab.faces.photos import PhotoError, TinyFaceError, too_small_for_a_face
 from lab.faces.reference import ReferenceModel
 from lab.measure import trust
 from lab.views import verify as V
-from lab.viz import plots
+from lab.viz.energies import energy_histogram
+from lab.viz.style import COLORS
 from ui import icons
 
 PHOTO_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "pgm", "tif", "tiff"]
@@ -59,7 +60,7 @@ def with_boxes(photo: V.PreparedPhoto, chosen: int | None) -> Image.Image:
         image = image.resize((240, round(image.height * scale)), Image.Resampling.BICUBIC)
     draw = ImageDraw.Draw(image)
     for k, box in enumerate(photo.faces):
-        colour = plots.COLORS.get("accent", "#d9480f") if k == chosen else "#1c7ed6"
+        colour = COLORS.get("accent", "#d9480f") if k == chosen else "#1c7ed6"
         x0, y0 = box.x * scale, box.y * scale
         x1, y1 = (box.x + box.w) * scale, (box.y + box.h) * scale
         draw.rectangle((x0, y0, x1, y1), outline=colour, width=3 if k == chosen else 2)
@@ -229,7 +230,7 @@ def student_panel(run, photos, ids, choice, whole, far: float, presenter: bool) 
                         f"pairs are accepted, on the run's {energies.source}.")
     for note in result.notes:
         st.caption(note)
-    fig = plots.energy_histogram(
+    fig = energy_histogram(
         energies.genuine, energies.impostor, threshold=threshold,
         pair_energy=result.energy,
         title=f"Why: this pair among the run's pairs of {energies.source}",

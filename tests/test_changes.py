@@ -14,7 +14,7 @@ from lab.learn import changes
 from lab.learn.jobs import TrainingJob, TrainingLimiter
 from lab.learn.runs import RunStore
 from lab.learn.train import train_run
-from lab.viz import plots
+from lab.viz.curves import loss_curve
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = RunConfig(dataset="digits", network="mlp", embedding_dim=8, epochs=3, test_identities=3,
@@ -36,7 +36,7 @@ def test_history_changes_become_a_replay_schedule_and_curve_markers():
     assert config.extra["changes"] == [{"epoch": 2, "lr": 0.01}]
     assert changes.scheduled(config) == {2: {"lr": 0.01}}
     assert changes.markers(history) == [(1, "lr → 0.01")]
-    fig = plots.loss_curve([1, 2, 3], [1.0, 0.5, 0.4], changes=changes.markers(history))
+    fig = loss_curve([1, 2, 3], [1.0, 0.5, 0.4], changes=changes.markers(history))
     assert [s.x0 for s in fig.layout.shapes] == [1]
     assert changes.replay_config(DIGITS, [{"epoch": 1}]) is DIGITS
 

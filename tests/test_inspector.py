@@ -20,7 +20,7 @@ from lab.learn.train import Trainer, train_run
 from lab.metric.energy import pairwise_energy
 from lab.metric.mining import mine
 from lab.views.inspector import Inspection, boundary_for, inspect_trainer, regions_of
-from lab.viz import plots
+from lab.viz.planes import miner_plane
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = RunConfig(dataset="digits", network="mlp", embedding_dim=8, epochs=1, test_identities=3,
@@ -98,7 +98,7 @@ def test_every_loss_and_miner_gives_a_plane(digits, loss):
         if inspection.kind == "classifier":
             assert inspection.mined == len(inspection.labels) == 20
             assert (inspection.before <= math.pi + 1e-9).all()
-        fig = plots.miner_plane(inspection.before, inspection.after, inspection.boundary,
+        fig = miner_plane(inspection.before, inspection.after, inspection.boundary,
                                 x_label="x", y_label="y", margin_label="line", arrows=[0])
         assert any(t.name == "line" for t in fig.data)
 
@@ -106,7 +106,7 @@ def test_every_loss_and_miner_gives_a_plane(digits, loss):
 def test_the_plane_colours_each_region_and_draws_the_moves():
     before = np.array([[0.5, 0.3], [0.5, 0.6], [0.2, 1.5]])
     after = before + 0.1
-    fig = plots.miner_plane(before, after, lambda x: np.asarray(x) + 0.2, x_label="x",
+    fig = miner_plane(before, after, lambda x: np.asarray(x) + 0.2, x_label="x",
                             y_label="y", margin_label="margin", arrows=[0, 2])
     names = [t.name for t in fig.data]
     assert "hard (33%)" in names and "semi-hard (33%)" in names and "easy (33%)" in names

@@ -22,7 +22,7 @@ from lab.learn.runs import RunStore
 from lab.measure.evaluate import embed, verification_pairs
 from lab.metric.energy import pairwise_energy_np
 from lab.views import challenge as ch
-from lab.viz import plots
+from lab.viz.maps import _image_uri
 from ui.challenge import TEACHER_STATE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -202,7 +202,7 @@ def same_face(drawn: np.ndarray, image: torch.Tensor) -> bool:
 
 def drawn_from(energies: np.ndarray, centres: np.ndarray, densities: np.ndarray,
                width: float) -> bool:
-    """Whether a drawn histogram is the density histogram of these energies (lab.viz.plots)."""
+    """Whether a drawn histogram is the density histogram of these energies (lab.viz.energies)."""
     edges = np.append(centres - width / 2, centres[-1] + width / 2)
     counts, _ = np.histogram(np.clip(energies, edges[0], edges[-1]), bins=edges)
     return np.allclose(counts / (energies.size * width), densities, atol=1e-6)
@@ -228,7 +228,7 @@ def test_hidden_people_never_reach_a_students_pages(stores):
     i, j, same = verification_pairs(faces.labels[rows].numpy())
     hidden_genuine = pairwise_energy_np(emb[i[same]], emb[j[same]], run.config.energy)
     hidden_faces = faces.images[rows]
-    hidden_uris = {plots._image_uri(face.numpy()) for face in hidden_faces}  # map thumbnails
+    hidden_uris = {_image_uri(face.numpy()) for face in hidden_faces}  # map thumbnails
     probes = run.probes()
     assert not set(hidden) & set(probes["labels"].tolist())
     # The genuine energies of the student's own (validation) people, as the pages draw them.

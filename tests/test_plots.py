@@ -1,4 +1,4 @@
-"""lab.viz.plots: each builder draws what it promises, for small hand-made inputs."""
+"""lab.viz: each builder draws what it promises, for small hand-made inputs."""
 
 from __future__ import annotations
 
@@ -6,7 +6,13 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
-from lab.viz import plots
+from lab.viz.curves import active_fraction_curve, loss_curve, metric_vs_epoch
+from lab.viz.energies import energy_histogram, far_frr_at
+from lab.viz.export import figure_to_html, figure_to_png, png_export_problem
+from lab.viz.maps import embedding_animation, embedding_map, image_grid, image_uris
+from lab.viz.planes import geometry_plane, plateau_plot, triplet_plane, triplet_regions
+from lab.viz.roc import roc_curves, sweep_plot
+from lab.viz.style import COLORS, IDENTITY_PALETTE, identity_color, series_color
 
 
 def shapes_named(fig: go.Figure, name: str) -> list:
@@ -25,10 +31,10 @@ def trace(fig: go.Figure, name: str):
 
 def test_colors_define_every_role_once() -> None:
     for role in ("genuine", "impostor", "margin", "threshold", "seen", "unseen", "loss", "accent"):
-        assert plots.COLORS[role].startswith("#")
+        assert COLORS[role].startswith("#")
     roles = ("genuine", "impostor", "margin", "threshold", "loss")
-    assert len({plots.COLORS[r] for r in roles}) == len(roles)
-    assert plots.identity_color(3) == plots.identity_color(3 + len(plots.IDENTITY_PALETTE))
+    assert len({COLORS[r] for r in roles}) == len(roles)
+    assert identity_color(3) == identity_color(3 + len(IDENTITY_PALETTE))
 
 
 # --- far_frr_at ---------------------------------------------------------------------------
@@ -38,15 +44,15 @@ def test_far_frr_at_matches_hand_counts() -> None:
     genuine = [0.1, 0.2, 0.3, 0.9]
     impostor = [0.25, 0.5, 0.8, 1.2, 1.5]
     # threshold 0.3: accepted genuine 3/4 -> FRR 1/4; accepted impostors {0.25} -> FAR 1/5
-    assert plots.far_frr_at(0.3, genuine, impostor) == pytest.approx((0.2, 0.25))
-    assert plots.far_frr_at(0.0, genuine, impostor) == pytest.approx((0.0, 1.0))
-    assert plots.far_frr_at(2.0, genuine, impostor) == pytest.approx((1.0, 0.0))
+    assert far_frr_at(0.3, genuine, impostor) == pytest.approx((0.2, 0.25))
+    assert far_frr_at(0.0, genuine, impostor) == pytest.approx((0.0, 1.0))
+    assert far_frr_at(2.0, genuine, impostor) == pytest.approx((1.0, 0.0))
     # E == threshold is accepted
-    assert plots.far_frr_at(0.5, genuine, impostor) == pytest.approx((0.4, 0.25))
-    far, frr = plots.far_frr_at(np.array([0.3, 2.0]), genuine, impostor)
+    assert far_frr_at(0.5, genuine, impostor) == pytest.approx((0.4, 0.25))
+    far, frr = far_frr_at(np.array([0.3, 2.0]), genuine, impostor)
     np.testing.assert_allclose(far, [0.2, 1.0])
     np.testing.assert_allclose(frr, [0.25, 0.0])
-    far, frr = plots.far_frr_at(0.5, [], impostor)
+    far, frr = far_frr_at(0.5, [], impostor)
     assert far == pytest.approx(0.4) and np.isnan(frr)
 
 
@@ -54,22 +60,22 @@ def test_far_frr_at_matches_hand_counts() -> None:
 
 
 def test_loss_curve_with_secondary_axis() -> None:
-    fig = plots.loss_curve([1, 2, 3], [2.0, 1.0, 0.5], eer=[0.4, 0.3, 0.2],
+    fig = loss_curve([1, 2, 3], [2.0, 1.0, 0.5], eer=[0.4, 0.3, 0.2],
                            active_fraction=[0.9, 0.5, 0.2])  # fmt: skip
     assert [t.name for t in fig.data] == ["loss", "validation EER", "active fraction"]
-    assert trace(fig, "loss").line.color == plots.COLORS["loss"]
+    assert trace(fig, "loss").line.color == COLORS["loss"]
     assert trace(fig, "validation EER").yaxis == "y2"
     assert tuple(fig.layout.yaxis2.range) == (0, 1)
-    assert len(plots.loss_curve([], []).layout.annotations) == 1  # "no epoch yet" note
+    assert len(loss_curve([], []).layout.annotations) == 1  # "no epoch yet" note
 
 
 def test_active_fraction_and_metric_curves() -> None:
-    fig = plots.active_fraction_curve([1, 2], [0.8, 0.3])
+    fig = active_fraction_curve([1, 2], [0.8, 0.3])
     assert list(fig.data[0].y) == [0.8, 0.3]
-    fig = plots.metric_vs_epoch([1, 2], {"genuine": [0.2, 0.1], "impostor": [0.5, 0.9]},
+    fig = metric_vs_epoch([1, 2], {"genuine": [0.2, 0.1], "impostor": [0.5, 0.9]},
                                 metric="mean energy")  # fmt: skip
-    assert trace(fig, "genuine").line.color == plots.COLORS["genuine"]
-    assert trace(fig, "impostor").line.color == plots.COLORS["impostor"]
+    assert trace(fig, "genuine").line.color == COLORS["genuine"]
+    assert trace(fig, "impostor").line.color == COLORS["impostor"]
 
 
 # --- embedding maps -----------------------------------------------------------------------
@@ -79,32 +85,32 @@ def test_embedding_map_seen_and_unseen_differ_and_customdata_is_index() -> None:
     points = np.arange(12, dtype=float).reshape(6, 2)
     labels = [0, 0, 1, 1, 2, 2]
     seen = [True, True, True, True, False, False]
-    fig = plots.embedding_map(points, labels, names=["ann", "bob", "cy"], seen_mask=seen)
+    fig = embedding_map(points, labels, names=["ann", "bob", "cy"], seen_mask=seen)
     seen_trace, unseen_trace = trace(fig, "seen identities"), trace(fig, "unseen identities")
     assert seen_trace.marker.symbol != unseen_trace.marker.symbol
     assert list(seen_trace.customdata) == [0, 1, 2, 3]
     assert list(unseen_trace.customdata) == [4, 5]
     assert list(unseen_trace.text) == ["cy", "cy"]
-    assert seen_trace.marker.color[2] == plots.identity_color(1)
+    assert seen_trace.marker.color[2] == identity_color(1)
     assert fig.layout.xaxis.range is not None
 
 
 def test_embedding_map_thumbnails_highlight_and_mismatch() -> None:
     points = np.random.default_rng(0).normal(size=(4, 2))
     images = np.random.default_rng(1).uniform(size=(4, 1, 8, 8))
-    fig = plots.embedding_map(points, [0, 1, 2, 3], images=images, highlight=2)
+    fig = embedding_map(points, [0, 1, 2, 3], images=images, highlight=2)
     assert len(fig.layout.images) == 4
     assert fig.layout.images[0].source.startswith("data:image/png;base64,")
     assert trace(fig, "selected").x[0] == points[2, 0]
     with pytest.raises(ValueError, match="labels"):
-        plots.embedding_map(points, [0, 1])
+        embedding_map(points, [0, 1])
 
 
 def test_embedding_animation_frames_and_fixed_ranges() -> None:
     rng = np.random.default_rng(0)
     frames = [rng.normal(size=(8, 2)) * (k + 1) for k in range(5)]
     epochs = [2, 4, 6, 8, 10]
-    fig = plots.embedding_animation(frames, labels=[0, 0, 1, 1, 2, 2, 3, 3],
+    fig = embedding_animation(frames, labels=[0, 0, 1, 1, 2, 2, 3, 3],
                                     seen_mask=[True] * 4 + [False] * 4, epochs=epochs)  # fmt: skip
     assert len(fig.frames) == len(epochs)
     assert [f.name for f in fig.frames] == [str(e) for e in epochs]
@@ -115,7 +121,7 @@ def test_embedding_animation_frames_and_fixed_ranges() -> None:
     everything = np.concatenate(frames)
     assert low <= everything[:, 0].min() and high >= everything[:, 0].max()
     with pytest.raises(ValueError, match="epochs"):
-        plots.embedding_animation(frames, [0] * 8, epochs=[1, 2])
+        embedding_animation(frames, [0] * 8, epochs=[1, 2])
 
 
 # --- energies -----------------------------------------------------------------------------
@@ -124,16 +130,16 @@ def test_embedding_animation_frames_and_fixed_ranges() -> None:
 def test_energy_histogram_lines_overlap_and_stats() -> None:
     rng = np.random.default_rng(0)
     genuine, impostor = rng.normal(0.5, 0.2, 200), rng.normal(1.2, 0.3, 300)
-    fig = plots.energy_histogram(genuine, impostor, margin=1.0, threshold=0.8, dprime=2.5,
+    fig = energy_histogram(genuine, impostor, margin=1.0, threshold=0.8, dprime=2.5,
                                  eer=0.07, pair_energy=0.6)  # fmt: skip
-    assert trace(fig, "genuine (200)").marker.color == plots.COLORS["genuine"]
-    assert trace(fig, "impostor (300)").marker.color == plots.COLORS["impostor"]
+    assert trace(fig, "genuine (200)").marker.color == COLORS["genuine"]
+    assert trace(fig, "impostor (300)").marker.color == COLORS["impostor"]
     assert trace(fig, "overlap").fill == "tozeroy"
     (margin,) = shapes_named(fig, "margin")
-    assert margin.x0 == margin.x1 == 1.0 and margin.line.color == plots.COLORS["margin"]
+    assert margin.x0 == margin.x1 == 1.0 and margin.line.color == COLORS["margin"]
     (threshold,) = shapes_named(fig, "threshold")
-    assert threshold.x0 == 0.8 and threshold.line.color == plots.COLORS["threshold"]
-    far, frr = plots.far_frr_at(0.8, genuine, impostor)
+    assert threshold.x0 == 0.8 and threshold.line.color == COLORS["threshold"]
+    far, frr = far_frr_at(0.8, genuine, impostor)
     assert f"FAR {far:.1%}" in annotations_named(fig, "threshold")[0].text
     assert shapes_named(fig, "pair")[0].x0 == 0.6
     stats = annotations_named(fig, "stats")[0].text
@@ -145,10 +151,10 @@ def test_energy_histogram_lines_overlap_and_stats() -> None:
 
 
 def test_energy_histogram_without_options_and_empty() -> None:
-    fig = plots.energy_histogram([0.1, 0.2], [0.9, 1.0])
+    fig = energy_histogram([0.1, 0.2], [0.9, 1.0])
     assert len(fig.layout.shapes) == 0
     assert "overlap" not in [t.name for t in fig.data]  # separated: nothing to shade
-    empty = plots.energy_histogram([], [], threshold=0.5)
+    empty = energy_histogram([], [], threshold=0.5)
     assert annotations_named(empty, "note")
 
 
@@ -160,15 +166,15 @@ def test_roc_curves_linear_and_log() -> None:
         dict(name="contrastive", fpr=[0, 0.1, 0.5, 1], tpr=[0, 0.7, 0.95, 1], auc=0.9, eer=0.15),
         dict(name="pixels", fpr=[0, 0.5, 1], tpr=[0, 0.6, 1], auc=0.6, eer=0.45),
     ]
-    fig = plots.roc_curves(curves)
+    fig = roc_curves(curves)
     names = [t.name for t in fig.data]
     assert "contrastive (AUC 0.900, EER 15.0%)" in names and "chance" in names
     eer_point = trace(fig, "EER contrastive")
     assert eer_point.x[0] == pytest.approx(0.15) and eer_point.y[0] == pytest.approx(0.85)
-    log = plots.roc_curves(curves, log_far=True)
+    log = roc_curves(curves, log_far=True)
     assert log.layout.xaxis.type == "log"
     assert min(trace(log, "contrastive (AUC 0.900, EER 15.0%)").x) > 0
-    assert plots.roc_curves([]).layout.annotations
+    assert roc_curves([]).layout.annotations
 
 
 def test_sweep_plot_one_line_per_loss_sorted_by_margin() -> None:
@@ -177,11 +183,11 @@ def test_sweep_plot_one_line_per_loss_sorted_by_margin() -> None:
         dict(loss="contrastive", margin=0.5, eer=0.2, auc=0.9),
         dict(loss="triplet", margin=0.2, eer=0.15, auc=0.93),
     ]
-    fig = plots.sweep_plot(rows)
+    fig = sweep_plot(rows)
     assert [t.name for t in fig.data] == ["contrastive", "triplet"]
     assert list(trace(fig, "contrastive").x) == [0.5, 1.0]
     assert list(trace(fig, "contrastive").y) == [0.2, 0.1]
-    assert list(plots.sweep_plot(rows, metric="auc").data[0].y) == [0.9, 0.95]
+    assert list(sweep_plot(rows, metric="auc").data[0].y) == [0.9, 0.95]
 
 
 # --- geometry -----------------------------------------------------------------------------
@@ -200,7 +206,7 @@ def contrastive_plane(n: int = 41, margin_c: float = 2.0):
 def test_geometry_plane_margin_line_half_plane_arrows_and_points() -> None:
     axis, h, gradient = contrastive_plane()
     points = (np.array([0.1, 1.0, 0.5]), np.array([2.0, 1.2, 0.4]))
-    fig = plots.geometry_plane(axis, axis, h, gradient, margin=0.5, points=points,
+    fig = geometry_plane(axis, axis, h, gradient, margin=0.5, points=points,
                                title="contrastive")  # fmt: skip
     contour = fig.data[0]
     assert isinstance(contour, go.Contour) and np.shape(contour.z) == (41, 41)
@@ -222,14 +228,14 @@ def test_geometry_plane_margin_line_half_plane_arrows_and_points() -> None:
     assert list(trace(fig, "pairs violating it").x) == [1.0, 0.5]
     assert "33%" in annotations_named(fig, "condition1")[0].text
     with pytest.raises(ValueError, match="meshgrid"):
-        plots.geometry_plane(axis, axis[:10], h, None, margin=0.5)
+        geometry_plane(axis, axis[:10], h, None, margin=0.5)
 
 
 def test_geometry_plane_log_contours_for_exponential_loss() -> None:
     axis = np.linspace(0, 5, 21)
     e_g, e_i = np.meshgrid(axis, axis)
     h = e_g**2 + 1e6 * np.exp(-6 * e_i) + 1e-9
-    fig = plots.geometry_plane(axis, axis, h, None, margin=1.0, condition1_share=0.25)
+    fig = geometry_plane(axis, axis, h, None, margin=1.0, condition1_share=0.25)
     assert fig.data[0].colorbar.title.text == "log₁₀ H"
     assert "25%" in annotations_named(fig, "condition1")[0].text
 
@@ -237,9 +243,9 @@ def test_geometry_plane_log_contours_for_exponential_loss() -> None:
 def test_triplet_plane_regions_and_points() -> None:
     d_ap = np.array([0.5, 0.5, 0.5, 0.5])
     d_an = np.array([0.3, 0.6, 0.9, 0.5])
-    np.testing.assert_array_equal(plots.triplet_regions(d_ap, d_an, 0.2),
+    np.testing.assert_array_equal(triplet_regions(d_ap, d_an, 0.2),
                                   ["hard", "semi-hard", "easy", "hard"])  # fmt: skip
-    fig = plots.triplet_plane(d_ap, d_an, alpha=0.2, extent=2.0)
+    fig = triplet_plane(d_ap, d_an, alpha=0.2, extent=2.0)
     for name in ("hard", "semi-hard", "easy"):
         region = trace(fig, name)
         assert region.fill == "toself"
@@ -247,13 +253,13 @@ def test_triplet_plane_regions_and_points() -> None:
     np.testing.assert_allclose(np.array(hinge.y) - np.array(hinge.x), 0.2)
     assert list(trace(fig, "easy").y) == [0.2, 2.0, 2.0]
     assert "hard 50%" in annotations_named(fig, "shares")[0].text
-    empty = plots.triplet_plane(None, None, alpha=0.3)
+    empty = triplet_plane(None, None, alpha=0.3)
     assert "mined triplets" not in [t.name for t in empty.data]
 
 
 def test_plateau_plot_draws_both_energies() -> None:
     energies = np.linspace(0, 1, 11)
-    fig = plots.plateau_plot(energies, np.ones(11), 2 * energies)
+    fig = plateau_plot(energies, np.ones(11), 2 * energies)
     assert [t.name for t in fig.data] == ["L1 energy", "squared L2 energy"]
     assert list(fig.data[1].y)[0] == 0.0
 
@@ -263,45 +269,45 @@ def test_plateau_plot_draws_both_energies() -> None:
 
 def test_image_grid_grayscale_and_rgb() -> None:
     gray = np.random.default_rng(0).uniform(size=(5, 1, 6, 6))
-    fig = plots.image_grid(gray, captions=["query", "E=0.1", "E=0.2", "E=0.3", "E=0.4"],
-                           columns=3, border_colors=[None, plots.COLORS["genuine"]])  # fmt: skip
+    fig = image_grid(gray, captions=["query", "E=0.1", "E=0.2", "E=0.3", "E=0.4"],
+                           columns=3, border_colors=[None, COLORS["genuine"]])  # fmt: skip
     images = [t for t in fig.data if isinstance(t, go.Image)]
     assert len(images) == 5 and np.shape(images[0].z) == (6, 6, 3)
-    assert fig.layout.annotations[1].font.color == plots.COLORS["genuine"]
-    rgb = plots.image_grid(np.zeros((2, 3, 4, 4)))
+    assert fig.layout.annotations[1].font.color == COLORS["genuine"]
+    rgb = image_grid(np.zeros((2, 3, 4, 4)))
     assert len(rgb.data) == 2
-    assert plots.image_grid(np.zeros((0, 1, 4, 4))).layout.annotations
+    assert image_grid(np.zeros((0, 1, 4, 4))).layout.annotations
 
 
 def test_presenter_mode_enlarges_fonts() -> None:
-    normal = plots.sweep_plot([dict(loss="a", margin=1, eer=0.1)])
-    big = plots.sweep_plot([dict(loss="a", margin=1, eer=0.1)], presenter=True)
+    normal = sweep_plot([dict(loss="a", margin=1, eer=0.1)])
+    big = sweep_plot([dict(loss="a", margin=1, eer=0.1)], presenter=True)
     assert big.layout.font.size > normal.layout.font.size
 
 
 def test_figure_to_html_is_self_contained() -> None:
-    html = plots.figure_to_html(plots.loss_curve([1, 2], [1.0, 0.5]))
+    html = figure_to_html(loss_curve([1, 2], [1.0, 0.5]))
     assert b"<html>" in html[:200] and b"plotly" in html and len(html) > 1_000_000
 
 
 @pytest.mark.slow
 def test_figure_to_png_returns_png_or_says_why() -> None:
-    data = plots.figure_to_png(plots.loss_curve([1, 2], [1.0, 0.5]))
+    data = figure_to_png(loss_curve([1, 2], [1.0, 0.5]))
     if data is None:
-        assert plots.png_export_problem()
-        pytest.skip(f"PNG export unavailable here: {plots.png_export_problem()}")
+        assert png_export_problem()
+        pytest.skip(f"PNG export unavailable here: {png_export_problem()}")
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_embedding_map_draws_an_even_subset_of_faces_beyond_the_cap() -> None:
     points = np.random.default_rng(0).normal(size=(10, 2))
     images = np.random.default_rng(1).uniform(size=(10, 1, 8, 8))
-    fig = plots.embedding_map(points, list(range(10)), images=images, max_thumbnails=4)
+    fig = embedding_map(points, list(range(10)), images=images, max_thumbnails=4)
     # points 0, 3, 6, 9: evenly spread, each face centred on its point
     centres = [im.x for im in fig.layout.images]
     assert centres == pytest.approx(points[[0, 3, 6, 9], 0])
-    uris = plots.image_uris(images)
-    again = plots.embedding_map(points, list(range(10)), images=uris, max_thumbnails=4)
+    uris = image_uris(images)
+    again = embedding_map(points, list(range(10)), images=uris, max_thumbnails=4)
     assert [im.source for im in again.layout.images] == [uris[k] for k in (0, 3, 6, 9)]
 
 
@@ -311,7 +317,7 @@ def test_embedding_map_draws_an_even_subset_of_faces_beyond_the_cap() -> None:
 def test_threshold_slider_moves_the_line_with_far_and_frr_worked_out_by_hand() -> None:
     genuine = [0.1, 0.2, 0.3, 0.9]
     impostor = [0.25, 0.5, 0.8, 1.2, 1.5]
-    fig = plots.energy_histogram(genuine, impostor, threshold=0.5, x_range=(0, 2),
+    fig = energy_histogram(genuine, impostor, threshold=0.5, x_range=(0, 2),
                                  threshold_steps=[0.0, 0.3, 1.0])
     (slider,) = fig.layout.sliders
     assert [s.label for s in slider.steps] == ["0", "0.3", "1"]
@@ -327,7 +333,7 @@ def test_threshold_slider_moves_the_line_with_far_and_frr_worked_out_by_hand() -
 
 
 def test_labels_near_the_right_edge_go_left_and_this_pair_sits_apart_from_the_threshold():
-    fig = plots.energy_histogram([0.1, 0.2], [0.8, 0.9], margin=0.95, threshold=0.5,
+    fig = energy_histogram([0.1, 0.2], [0.8, 0.9], margin=0.95, threshold=0.5,
                                  pair_energy=0.45, x_range=(0, 1))
     (margin,) = annotations_named(fig, "margin")
     (threshold,) = annotations_named(fig, "threshold")
@@ -337,14 +343,14 @@ def test_labels_near_the_right_edge_go_left_and_this_pair_sits_apart_from_the_th
     assert pair.y < threshold.y
     # a pair near the left edge has no room on its left: its label goes right, under the
     # threshold's (different heights), not off the plot
-    near = plots.energy_histogram([0.1, 0.2], [0.8, 0.9], threshold=0.5, pair_energy=0.07,
+    near = energy_histogram([0.1, 0.2], [0.8, 0.9], threshold=0.5, pair_energy=0.07,
                                   x_range=(0, 1.9))
     assert annotations_named(near, "pair")[0].xanchor == "left"
 
 
 def test_roc_keeps_two_runs_of_one_name_apart_in_the_colours_it_is_given() -> None:
     curve = {"name": "contrastive on synthetic", "fpr": [0, 0.5, 1], "tpr": [0, 0.8, 1]}
-    fig = plots.roc_curves([{**curve, "key": "run-a", "color": "#111111"},
+    fig = roc_curves([{**curve, "key": "run-a", "color": "#111111"},
                             {**curve, "key": "run-b", "color": "#222222"}])
     lines = [t for t in fig.data if t.mode == "lines" and t.name != "chance"]
     assert [t.legendgroup for t in lines] == ["run-a", "run-b"]
@@ -354,12 +360,12 @@ def test_roc_keeps_two_runs_of_one_name_apart_in_the_colours_it_is_given() -> No
 def test_sweep_plot_takes_the_page_colours_and_its_ticks_read_apart() -> None:
     rows = [{"loss": "a", "margin": 0.5, "eer": 0.182}, {"loss": "a", "margin": 1.0, "eer": 0.194},
             {"loss": "b", "margin": 0.5, "eer": 0.188}]
-    fig = plots.sweep_plot(rows, "eer", colors={"a": "#123456"})
+    fig = sweep_plot(rows, "eer", colors={"a": "#123456"})
     assert trace(fig, "a").line.color == "#123456"
-    assert trace(fig, "b").line.color == plots.series_color(1)
+    assert trace(fig, "b").line.color == series_color(1)
     # Five ticks over 18.2-19.4 % are 0.24 % apart: one decimal tells them apart ("18.2%").
     assert fig.layout.yaxis.tickformat == ".1~%"
-    wide = plots.sweep_plot([{**rows[0], "eer": 0.1}, {**rows[1], "eer": 0.4}], "eer")
+    wide = sweep_plot([{**rows[0], "eer": 0.1}, {**rows[1], "eer": 0.4}], "eer")
     assert wide.layout.yaxis.tickformat == ".0~%"
     ticks = np.arange(0.182, 0.1941, 0.0024)
     assert len({f"{100 * t:.1f}%" for t in ticks}) == len(ticks)
@@ -367,7 +373,7 @@ def test_sweep_plot_takes_the_page_colours_and_its_ticks_read_apart() -> None:
 
 def test_image_grid_draws_the_borders_its_caption_describes() -> None:
     images = np.zeros((3, 1, 4, 4))
-    fig = plots.image_grid(images, ["clicked", "a", "b"],
+    fig = image_grid(images, ["clicked", "a", "b"],
                            border_colors=[None, "#0000ff", "#ff0000"])
     borders = [s for s in fig.layout.shapes if s.name == "border"]
     assert [b.line.color for b in borders] == ["#0000ff", "#ff0000"]

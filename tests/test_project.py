@@ -119,7 +119,7 @@ def test_numba_cache_dir_follows_metric_lab_data(monkeypatch, tmp_path) -> None:
 
 def test_importing_lab_project_does_not_import_umap() -> None:
     code = (
-        "import sys, lab.measure.project, lab.viz.plots; "
+        "import sys, lab.measure.project, lab.viz.maps; "
         "print('umap' in sys.modules, 'numba' in sys.modules)"
     )
     out = subprocess.run(

@@ -9,7 +9,7 @@ import streamlit as st
 
 from lab.learn.runs import RunError, RunStore
 from lab.metric.loss_specs import LOSSES
-from lab.viz import plots
+from lab.viz.export import figure_to_html, figure_to_png, png_export_problem
 from ui import icons
 
 JOB_KEY = "training_job"
@@ -71,15 +71,15 @@ def show_figure(fig, name: str, key: str | None = None, on_select=None, **kwargs
     event = st.plotly_chart(fig, width="stretch", key=key, on_select=on_select or "ignore",
                             **kwargs)
     with st.popover("Download", icon=icons.DOWNLOAD, help="Save this figure"):
-        st.download_button("Interactive HTML", plots.figure_to_html(fig), f"{name}.html",
+        st.download_button("Interactive HTML", figure_to_html(fig), f"{name}.html",
                            "text/html", key=f"html-{key or name}")
-        problem = plots.png_export_problem()
+        problem = png_export_problem()
         if problem:
             st.caption(f"PNG export is not available here: {problem}")
         elif st.button("Make PNG", key=f"png-make-{key or name}"):
-            png = plots.figure_to_png(fig)
+            png = figure_to_png(fig)
             if png is None:
-                st.caption(f"PNG export failed: {plots.png_export_problem()}")
+                st.caption(f"PNG export failed: {png_export_problem()}")
             else:
                 st.download_button("PNG", png, f"{name}.png", "image/png",
                                    key=f"png-{key or name}")

@@ -7,7 +7,8 @@ import streamlit as st
 
 from lab.measure.errors import worst_errors
 from lab.views.run_view import nearest_neighbours
-from lab.viz import plots
+from lab.viz.maps import image_grid
+from lab.viz.style import COLORS
 
 NEIGHBOURS = 2
 
@@ -42,9 +43,9 @@ def error_gallery(run, history, round_index: int, threshold: float, images,
                 for other, e in near:
                     picks.append(other)
                     captions.append(f"near {name}: E {e:.2f}")
-                    colours.append(plots.COLORS["genuine"] if history.labels[other] ==
-                                   history.labels[who] else plots.COLORS["impostor"])
-            st.plotly_chart(plots.image_grid(
+                    colours.append(COLORS["genuine"] if history.labels[other] ==
+                                   history.labels[who] else COLORS["impostor"])
+            st.plotly_chart(image_grid(
                 np.asarray(images)[picks], captions, columns=len(picks),
                 title=f"{error.kind}: E = {error.energy:.3f} (threshold {threshold:.3f})",
                 border_colors=colours, presenter=presenter), width="stretch",
@@ -125,8 +126,8 @@ def reference_disagreements(run, history, round_index: int, threshold: float, im
         columns = st.columns(2)
         for k, row in enumerate(rows):
             truth = "one person" if row.same else "two people"
-            colour = plots.COLORS["genuine"] if row.same else plots.COLORS["impostor"]
-            fig = plots.image_grid(
+            colour = COLORS["genuine"] if row.same else COLORS["impostor"]
+            fig = image_grid(
                 np.asarray(images)[[row.first, row.second]],
                 [f"id {history.labels[row.first]}", f"id {history.labels[row.second]}"],
                 columns=2, border_colors=[colour, colour], presenter=presenter)

@@ -6,7 +6,9 @@ import numpy as np
 import streamlit as st
 
 from lab.views.inspector import Inspection, inspect_saved_run, inspect_trainer
-from lab.viz import plots
+from lab.viz.maps import image_grid
+from lab.viz.planes import miner_plane, region_shares_bar
+from lab.viz.style import COLORS
 
 CACHE_KEY = "miner_inspections"
 ARROWS = 14  # items drawn with their move: the deepest on the wrong side, then those that cross
@@ -47,7 +49,7 @@ def show_inspection(inspection: Inspection, presenter: bool = False, key: str = 
                    delta_color="off")
     crossed = inspection.crossed()
     arrows = list(dict.fromkeys([*inspection.hardest(ARROWS // 2), *crossed[:ARROWS // 2]]))
-    fig = plots.miner_plane(inspection.before, inspection.after, inspection.boundary,
+    fig = miner_plane(inspection.before, inspection.after, inspection.boundary,
                             x_label=inspection.x_label, y_label=inspection.y_label,
                             margin_label=_margin_label(inspection), arrows=arrows,
                             title=f"One batch, {inspection.loss} loss, {inspection.miner} miner",
@@ -57,7 +59,7 @@ def show_inspection(inspection: Inspection, presenter: bool = False, key: str = 
                f"Pink lines: where one Step of the optimiser moves the {len(arrows)} hardest "
                f"ones; {len(crossed)} items change region with it. The loss of the batch goes "
                f"from {inspection.loss_before:.4g} to {inspection.loss_after:.4g}.")
-    st.plotly_chart(plots.region_shares_bar(before, after, presenter=presenter), width="stretch",
+    st.plotly_chart(region_shares_bar(before, after, presenter=presenter), width="stretch",
                     key=f"{key}-shares")
     _thumbnails(inspection, presenter, key)
 
@@ -74,7 +76,7 @@ def _thumbnails(inspection: Inspection, presenter: bool, key: str) -> None:
             x, y = inspection.before[k]
             images.append(inspection.images[image])
             captions.append(f"id {own}: θ {np.degrees(x):.0f}° · id {other}: {np.degrees(y):.0f}°")
-            colours.append(plots.COLORS["hard"] if y <= x else None)
+            colours.append(COLORS["hard"] if y <= x else None)
         title = "The hardest images: angle to their own centre · to the nearest other"
         columns = 4
     else:
@@ -84,11 +86,11 @@ def _thumbnails(inspection: Inspection, presenter: bool, key: str) -> None:
             images += [inspection.images[a], inspection.images[p], inspection.images[n]]
             captions += [f"anchor (id {inspection.labels[a]})", f"positive E = {x:.3f}",
                          f"negative E = {y:.3f}"]
-            colours += [None, plots.COLORS["genuine"], plots.COLORS["impostor"]]
+            colours += [None, COLORS["genuine"], COLORS["impostor"]]
         # short enough for the half-width live view (a longer one was cut in a screenshot)
         title = "Hardest per anchor: anchor, positive, negative (energies before the Step)"
         columns = 3
-    st.plotly_chart(plots.image_grid(np.stack(images), captions, columns=columns, title=title,
+    st.plotly_chart(image_grid(np.stack(images), captions, columns=columns, title=title,
                                      border_colors=colours, presenter=presenter),
                     width="stretch", key=f"{key}-thumbs")
 

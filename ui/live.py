@@ -17,7 +17,10 @@ from lab.views.run_view import (
     training_seconds,
     verification_of,
 )
-from lab.viz import plots
+from lab.viz.curves import loss_curve
+from lab.viz.energies import energy_histogram
+from lab.viz.maps import embedding_map
+from lab.viz.roc import roc_curves
 from ui import icons
 from ui.health import health_banner
 
@@ -134,7 +137,7 @@ def live_view(job, config, presenter: bool = False) -> None:
         middle = st.container()
         epochs = [r.epoch for r in reports]
         with left:
-            fig = plots.loss_curve(epochs, [r.loss for r in reports],
+            fig = loss_curve(epochs, [r.loss for r in reports],
                                    active_fraction=[r.active_fraction for r in reports],
                                    changes=markers([r.record() for r in reports]),
                                    presenter=presenter)
@@ -149,7 +152,7 @@ def live_view(job, config, presenter: bool = False) -> None:
                 cache["points"] = live_map(map_emb, cache["points"], seed=config.seed)
                 cache["epoch"] = latest.epoch
             with middle:
-                fig = plots.embedding_map(cache["points"], map_labels, seen_mask=seen,
+                fig = embedding_map(cache["points"], map_labels, seen_mask=seen,
                                           title=f"Embedding after epoch {latest.epoch} (PCA)",
                                           presenter=presenter)
                 st.plotly_chart(fig, width="stretch", key="live-map")
@@ -160,7 +163,7 @@ def live_view(job, config, presenter: bool = False) -> None:
             now = setting_at(config, records, latest.epoch, "margin")
             margin = energy_margin(config.loss, now)
             with right:
-                fig = plots.energy_histogram(genuine, impostor, margin=margin,
+                fig = energy_histogram(genuine, impostor, margin=margin,
                                              x_range=(0, bound) if bound else None,
                                              title=f"Energies, epoch "
                                              f"{latest.epoch}", presenter=presenter)
@@ -184,7 +187,7 @@ def live_view(job, config, presenter: bool = False) -> None:
                 cols[3].metric("d′", f"{result.dprime:.2f}")
                 cols[4].metric("Rank-1", "n/a" if result.rank1 is None
                                else f"{100 * result.rank1:.0f}%")
-                roc = plots.roc_curves([{"name": config.loss, "fpr": result.fpr,
+                roc = roc_curves([{"name": config.loss, "fpr": result.fpr,
                                          "tpr": result.tpr, "auc": result.auc,
                                          "eer": result.eer}], presenter=presenter)
                 ui.show_figure(roc, "roc", key="live-roc")

@@ -30,7 +30,10 @@ from lab.measure.project import project, warm_up_umap
 from lab.metric.energy import energy_bound
 from lab.views.margin_view import energy_margin
 from lab.views.run_view import live_map, pair_energies, verification_of
-from lab.viz import plots
+from lab.viz.curves import loss_curve
+from lab.viz.energies import energy_histogram
+from lab.viz.maps import embedding_map
+from lab.viz.roc import roc_curves
 
 # -- dashboard ------------------------------------------------------------------------------
 DASHBOARD_PARTS = ("data", "train", "embed", "evaluate", "project", "figures")
@@ -107,22 +110,22 @@ def dashboard_once(config: RunConfig, store_root: str | Path, umap: bool = True)
     history_rows = RunStore(store_root).load(history[0].id).history if history else []
     with Clock() as c:
         epochs = [row["epoch"] for row in history_rows]
-        figures = [plots.loss_curve(epochs, [row["loss"] for row in history_rows],
+        figures = [loss_curve(epochs, [row["loss"] for row in history_rows],
                                     active_fraction=[row["active_fraction"]
                                                      for row in history_rows])]
-        figures.append(plots.embedding_map(points, probe_labels,
+        figures.append(embedding_map(points, probe_labels,
                                            seen_mask=np.zeros_like(probe_is_test),
                                            title="Unseen identities (PCA)"))
         genuine, impostor = pair_energies(final, probe_labels, config.energy, 5000, config.seed)
         bound = energy_bound(config.energy, final.shape[1]) if config.normalize else None
-        figures.append(plots.energy_histogram(genuine, impostor,
+        figures.append(energy_histogram(genuine, impostor,
                                               margin=energy_margin(config.loss, config.margin),
                                               x_range=(0, bound) if bound else None))
         if roc is not None:
-            figures.append(plots.roc_curves([{"name": config.loss, "fpr": roc.fpr,
+            figures.append(roc_curves([{"name": config.loss, "fpr": roc.fpr,
                                               "tpr": roc.tpr, "auc": roc.auc, "eer": roc.eer}]))
         if umap_points is not None:
-            figures.append(plots.embedding_map(umap_points, probe_labels,
+            figures.append(embedding_map(umap_points, probe_labels,
                                                title="Unseen identities (UMAP)"))
         for fig in figures:
             fig.to_dict()  # what st.plotly_chart serialises
@@ -138,7 +141,8 @@ _IMPORTS_SCRIPT = """
 import json, time
 t = time.perf_counter(); import torch; a = time.perf_counter()
 import lab.learn.train, lab.measure.evaluate, lab.data, lab.metric.losses; b = time.perf_counter()
-import plotly.graph_objects, lab.viz.plots, lab.views.run_view; c = time.perf_counter()
+import plotly.graph_objects, lab.viz.curves, lab.viz.maps, lab.viz.energies, lab.viz.roc
+import lab.views.run_view; c = time.perf_counter()
 from lab.measure import project; project._import_umap(); d = time.perf_counter()
 project.warm_up_umap(); e = time.perf_counter()
 print(json.dumps({"torch": a - t, "lab_training": b - a, "plotly_plots": c - b,

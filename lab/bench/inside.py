@@ -30,7 +30,8 @@ from lab.faces.reference import REFERENCE_IMAGE_SIZE, ReferenceModel, describe_i
 from lab.learn.train import Trainer, warm_up
 from lab.measure import health
 from lab.views.inspector import inspect_trainer
-from lab.viz import plots
+from lab.viz.maps import image_grid
+from lab.viz.planes import miner_plane, region_shares_bar
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,15 +46,15 @@ def _inspector_figures(inspection) -> None:
 
     crossed = inspection.crossed()
     arrows = list(dict.fromkeys([*inspection.hardest(7), *crossed[:7]]))
-    figures = [plots.miner_plane(inspection.before, inspection.after, inspection.boundary,
+    figures = [miner_plane(inspection.before, inspection.after, inspection.boundary,
                                  x_label=inspection.x_label, y_label=inspection.y_label,
                                  margin_label="margin", arrows=arrows),
-               plots.region_shares_bar(inspection.shares("before"), inspection.shares("after"))]
+               region_shares_bar(inspection.shares("before"), inspection.shares("after"))]
     hardest = inspection.hardest(4 if inspection.kind != "classifier" else 8)
     picks = (list(hardest) if inspection.kind == "classifier"
              else [int(v) for k in hardest for v in inspection.items[k]])
     if picks:
-        figures.append(plots.image_grid(inspection.images[picks], [""] * len(picks), columns=3))
+        figures.append(image_grid(inspection.images[picks], [""] * len(picks), columns=3))
     for fig in figures:
         fig.to_dict()
 

@@ -1,6 +1,6 @@
 """Error gallery: the worst mistakes of a verifier at a threshold, among people never trained on.
 
-A pair is accepted as the same person when E <= threshold (lab.viz.plots.far_frr_at). The worst
+A pair is accepted as the same person when E <= threshold (lab.viz.energies.far_frr_at). The worst
 false accept is the impostor pair with the lowest energy below the threshold (two people the
 network finds most alike); the worst false reject the genuine pair with the highest energy
 above it. All pairs of the test identities' probe images are searched (not the sampled

@@ -149,7 +149,7 @@ def descent_field(loss: str, e_max: float, *, n: int = 15, loss_margin: float = 
 
 def gradient_field(loss: str, e_max: float, *, n: int = 15, loss_margin: float = 1.0,
                    q: float = 2.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(E_G, E_I, ∂H/∂E_G, ∂H/∂E_I) on an n x n lattice: the shape ``lab.viz.plots.geometry_plane``
+    """(E_G, E_I, ∂H/∂E_G, ∂H/∂E_I) on an n x n lattice: the shape ``lab.viz.planes.geometry_plane``
     takes (it negates the gradient itself)."""
     field = descent_field(loss, e_max, n=n, loss_margin=loss_margin, q=q)
     return field.e_genuine, field.e_impostor, -field.u, -field.v

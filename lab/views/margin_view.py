@@ -19,7 +19,7 @@ import plotly.graph_objects as go
 
 from lab.metric.geometry import pair_points
 from lab.metric.loss_specs import LOSSES, margin_on_energy_axis
-from lab.viz.plots import COLORS, style
+from lab.viz.style import COLORS, style
 
 
 def energy_margin(loss: str, margin: float) -> float | None:

@@ -40,7 +40,11 @@ from lab.metric.loss_specs import LOSSES
 from lab.views.lessons import seed_spread, spread_sentence
 from lab.views.margin_view import energy_margin
 from lab.views.run_view import config_differences, live_map, probe_history, verification_at
-from lab.viz import plots
+from lab.viz.curves import loss_curve
+from lab.viz.energies import energy_histogram
+from lab.viz.maps import embedding_map
+from lab.viz.roc import roc_curves
+from lab.viz.style import style
 
 CSP = ("default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; "
        "style-src 'unsafe-inline'; img-src data: blob:; font-src data:")
@@ -283,7 +287,7 @@ def _run_figures(report: Report, run) -> dict | None:
 
     config, history = run.config, run.history
     if history:
-        report.figure(plots.loss_curve([h.get("epoch", k + 1) for k, h in enumerate(history)],
+        report.figure(loss_curve([h.get("epoch", k + 1) for k, h in enumerate(history)],
                                        [h.get("loss") for h in history],
                                        active_fraction=[h.get("active_fraction")
                                                         for h in history],
@@ -298,7 +302,7 @@ def _run_figures(report: Report, run) -> dict | None:
     unseen = ~probes.is_seen if probes.is_seen is not None else np.ones(len(probes.labels), bool)
     emb = probes.at(last)
     points = live_map(emb, seed=config.seed)
-    report.figure(plots.embedding_map(points, probes.labels, seen_mask=~unseen,
+    report.figure(embedding_map(points, probes.labels, seen_mask=~unseen,
                                       title=f"Embedding after epoch {probes.epochs[last]:g} "
                                       "(PCA)"),
                   "Colour = identity; open diamonds = people never seen in training, filled "
@@ -309,7 +313,7 @@ def _run_figures(report: Report, run) -> dict | None:
         return None
     bound = energy_bound(config.energy, emb.shape[1]) if config.normalize else None
     margin = energy_margin(config.loss, config.margin)  # not α: lab.views.margin_view
-    report.figure(plots.energy_histogram(verification.genuine_energies,
+    report.figure(energy_histogram(verification.genuine_energies,
                                          verification.impostor_energies, margin=margin,
                                          threshold=verification.threshold,
                                          dprime=verification.dprime, eer=verification.eer,
@@ -319,7 +323,7 @@ def _run_figures(report: Report, run) -> dict | None:
                   "the saved probe images; the threshold was chosen on validation people.")
     curve = {"name": esc(run.name), "fpr": verification.fpr, "tpr": verification.tpr,
              "auc": verification.auc, "eer": verification.eer}
-    report.figure(plots.roc_curves([curve]), "Verification ROC on the test people (probe "
+    report.figure(roc_curves([curve]), "Verification ROC on the test people (probe "
                   "images; metrics.json's figures above use every test image).")
     return curve
 
@@ -383,7 +387,7 @@ def run_report(runs: Sequence, title: str | None = None) -> Report:
     curves = [c for c in (add_run(report, run) for run in runs) if c is not None]
     if curves:  # the overlaid ROC goes right under the table
         tail, report.parts = report.parts[roc_at:], report.parts[:roc_at]
-        report.figure(plots.roc_curves(curves, title="ROC of every run on its test people"))
+        report.figure(roc_curves(curves, title="ROC of every run on its test people"))
         report.parts += tail
     return report
 
@@ -410,7 +414,7 @@ def lesson_report(lesson, result, runs: Sequence = ()) -> Report:
     curves = [{"name": esc(v.label), "fpr": v.fpr, "tpr": v.tpr, "auc": v.figures.get("auc"),
                "eer": v.figures.get("eer")} for v in result.variants if v.fpr is not None]
     if curves:
-        report.figure(plots.roc_curves(curves, title="ROC on unseen people, one curve per "
+        report.figure(roc_curves(curves, title="ROC on unseen people, one curve per "
                                        "variant"))
     for note in result.notes:
         report.paragraph(note, "note")
@@ -437,7 +441,7 @@ def leaderboard_report(title: str, rows: Sequence[dict], columns: Sequence[str],
             textposition="top center", marker={"size": 11}))
         fig.update_layout(title="Test EER against training time", xaxis_title="training s",
                           yaxis_title="EER on hidden people (%)")
-        report.figure(plots.style(fig))
+        report.figure(style(fig))
     return report
 
 
