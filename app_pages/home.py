@@ -5,9 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from lab.data import list_datasets
-from lab.learn.devices import choose_device
+from lab.learn.devices import choose_device, describe_device
 from lab.learn.reproducibility import REPRODUCIBLE
-from lab.learn.train import describe_device
 from lab.views.lessons import LESSONS
 from ui import icons
 

@@ -87,7 +87,7 @@ def twin_runs(app_server):
     Embeddings animation has frames to play)."""
     from lab.core.config import RunConfig
     from lab.learn.runs import RunStore
-    from lab.learn.train import train_run
+    from lab.learn.training_run import train_run
 
     store = RunStore(app_server.runs)
     runs = []

@@ -11,7 +11,8 @@ from lab.core.config import RunConfig
 from lab.data import load_for_config
 from lab.data.splits import held_out_identities, split_for_config
 from lab.learn.runs import RunStore
-from lab.learn.train import Trainer, train_run
+from lab.learn.train import Trainer
+from lab.learn.training_run import train_run
 from lab.measure.evaluate import evaluate_embeddings
 from lab.views import challenge as ch
 

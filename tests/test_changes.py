@@ -13,7 +13,7 @@ from lab.core.config import RunConfig
 from lab.learn import changes
 from lab.learn.jobs import TrainingJob, TrainingLimiter
 from lab.learn.runs import RunStore
-from lab.learn.train import train_run
+from lab.learn.training_run import train_run
 from lab.viz.curves import loss_curve
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,7 +18,7 @@ from lab.views import crosseval
 @pytest.fixture
 def synthetic_run(run_root):
     from lab.learn.runs import RunStore
-    from lab.learn.train import train_run
+    from lab.learn.training_run import train_run
 
     config = RunConfig(num_identities=12, images_per_identity=4, image_size=16,
                        val_identities=3, test_identities=3, epochs=2, p_identities=4,

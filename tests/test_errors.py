@@ -62,7 +62,7 @@ def test_energies_page_shows_the_error_gallery(run_root):
 
     from lab.core.config import RunConfig
     from lab.learn.runs import RunStore
-    from lab.learn.train import train_run
+    from lab.learn.training_run import train_run
 
     st.cache_resource.clear()
     st.cache_data.clear()
@@ -97,7 +97,7 @@ def test_a_face_folder_run_shows_where_the_student_and_the_reference_disagree(ru
     from lab.data.synthetic import make_synthetic_faces
     from lab.faces.reference import ReferenceModel
     from lab.learn.runs import RunStore
-    from lab.learn.train import train_run
+    from lab.learn.training_run import train_run
 
     ok, why = ReferenceModel.available()
     if not ok:

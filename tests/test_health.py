@@ -12,7 +12,7 @@ import pytest
 from lab.core.config import RunConfig
 from lab.learn.jobs import TrainingJob, TrainingLimiter
 from lab.learn.runs import RunStore
-from lab.learn.train import train_run
+from lab.learn.training_run import train_run
 from lab.measure import health
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,7 +16,8 @@ import torch
 from lab.core.config import MINERS, RunConfig
 from lab.learn.jobs import TrainingJob, TrainingLimiter
 from lab.learn.runs import RunStore
-from lab.learn.train import Trainer, train_run
+from lab.learn.train import Trainer
+from lab.learn.training_run import train_run
 from lab.metric.energy import pairwise_energy
 from lab.metric.mining import mine
 from lab.views.inspector import Inspection, boundary_for, inspect_trainer, regions_of

@@ -78,7 +78,7 @@ def test_triplet_view_and_bad_url_values(run_root):
 def trained_run(run_root):
     from lab.core.config import RunConfig
     from lab.learn.runs import RunStore
-    from lab.learn.train import train_run
+    from lab.learn.training_run import train_run
 
     config = RunConfig(num_identities=12, images_per_identity=4, image_size=16, network="mlp",
                        embedding_dim=8, epochs=1, val_identities=3, test_identities=3,

@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from lab.core.config import RunConfig
 from lab.learn.runs import RunStore
-from lab.learn.train import train_run
+from lab.learn.training_run import train_run
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ("home", "train", "embeddings", "energies", "compare")

@@ -15,7 +15,7 @@ import pytest
 from lab.cli import build_parser, config_from_args
 from lab.core.config import RunConfig
 from lab.learn.runs import RunStore
-from lab.learn.train import train_run
+from lab.learn.training_run import train_run
 from lab.views import report as rep
 
 SMALL = RunConfig(num_identities=12, images_per_identity=4, image_size=16, val_identities=3,

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from lab.core.config import RunConfig
-from lab.learn.train import EpochReport, Trainer, augment_batch, pick_device
+from lab.learn.devices import pick_device
+from lab.learn.train import EpochReport, Trainer, augment_batch
 
 # An MLP: on 8x8 digits a random conv net is already a strong feature extractor for unseen
 # digits, so the lesson "training transfers to unseen identities" shows best with an MLP.

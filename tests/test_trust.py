@@ -41,7 +41,7 @@ def test_out_of_distribution_fires_on_a_photo_unlike_training_quiet_on_unseen_at
         att_dir, run_root):
     from lab.faces.rephoto import rephotograph
     from lab.learn.runs import RunStore
-    from lab.learn.train import train_run
+    from lab.learn.training_run import train_run
 
     config = RunConfig(dataset="att", data_dir=str(att_dir), loss="arcface", energy="cosine",
                        margin=0.5, image_size=32, epochs=4, extra={"width": 8}, device="cpu")

@@ -7,7 +7,7 @@ import numpy as np
 
 from lab.core.config import RunConfig
 from lab.learn.runs import RunStore
-from lab.learn.train import train_run
+from lab.learn.training_run import train_run
 from lab.views.run_view import probe_history, seen_mask, verification_at
 
 TINY = RunConfig(dataset="digits", network="mlp", embedding_dim=8, epochs=2, test_identities=3,

@@ -39,11 +39,11 @@ def _final_curves(job, config):
 def _training_warm_up_thread():
     """Once per server process, when the Train page is first drawn: the first training's
     one-time costs (torch._dynamo import, oneDNN set-up; seconds on a laptop CPU) are paid in
-    the background before Run is pressed (lab.learn.train.warm_up; measured by `lab bench
+    the background before Run is pressed (lab.learn.training_run.warm_up; measured by `lab bench
     dashboard`)."""
     import threading
 
-    from lab.learn.train import warm_up
+    from lab.learn.training_run import warm_up
 
     thread = threading.Thread(target=warm_up, name="train-warm-up", daemon=True)
     thread.start()

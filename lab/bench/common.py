@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from lab.core import settings
-from lab.learn.train import describe_device, pick_device, training_threads
+from lab.learn.devices import describe_device, pick_device, training_threads
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,7 @@ def _common_arguments(parser: argparse.ArgumentParser, repeats: int = 3) -> None
 def _start(args: argparse.Namespace, name: str) -> dict:
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
-        # lab.learn.train.training_threads
+        # lab.learn.devices.training_threads
         os.environ["METRIC_LAB_TORCH_THREADS"] = str(args.threads)
     repeats = 1 if getattr(args, "quick", False) else getattr(args, "repeats", None)
     return {"bench": name, "quick": bool(getattr(args, "quick", False)),

@@ -24,7 +24,7 @@ from lab.cli import add_config_options, config_from_args
 from lab.core.config import RunConfig
 from lab.data import load_for_config
 from lab.learn.runs import RunStore
-from lab.learn.train import train_run, warm_up
+from lab.learn.training_run import train_run, warm_up
 from lab.measure.evaluate import evaluate_embeddings
 from lab.measure.project import project, warm_up_umap
 from lab.metric.energy import energy_bound

@@ -27,7 +27,8 @@ from lab.cli import add_config_options, config_from_args
 from lab.core.config import RunConfig
 from lab.data import load_for_config
 from lab.faces.reference import REFERENCE_IMAGE_SIZE, ReferenceModel, describe_images
-from lab.learn.train import Trainer, warm_up
+from lab.learn.train import Trainer
+from lab.learn.training_run import warm_up
 from lab.measure import health
 from lab.views.inspector import inspect_trainer
 from lab.viz.maps import image_grid

@@ -16,7 +16,7 @@ from lab.bench.dashboard import _quick_config
 from lab.core import settings
 from lab.core.config import RunConfig
 from lab.learn.runs import RunStore
-from lab.learn.train import train_run
+from lab.learn.training_run import train_run
 
 # -- memory ---------------------------------------------------------------------------------
 MEMORY_PAGES = ("train", "embeddings", "energies", "compare")

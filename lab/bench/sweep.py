@@ -13,7 +13,7 @@ from lab.core.config import RunConfig
 from lab.data import load_for_config
 from lab.learn.batched import train_runs_batched
 from lab.learn.runs import RunStore
-from lab.learn.train import train_run
+from lab.learn.training_run import train_run
 
 # -- sweep ----------------------------------------------------------------------------------
 SWEEP_MARGINS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)

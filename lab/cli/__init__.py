@@ -21,7 +21,8 @@ from typing import Any
 from lab.core.config import RunConfig, problems
 from lab.core.fields import CHOICES, FIELDS, LOSS_DEFAULTS
 from lab.learn.runs import RunStore
-from lab.learn.train import Trainer, train_run
+from lab.learn.train import Trainer
+from lab.learn.training_run import train_run
 from lab.views import crosseval
 from lab.views.crosseval import add_arguments as cross_dataset_arguments
 

@@ -17,7 +17,7 @@ measures both, and :func:`prefer_batched` decides from that measurement (batched
 sequential on CPU; see benchmarks/README.md).
 
 Each model is saved as its own run (history, per-epoch probe embeddings, weights, final
-metrics), exactly like :func:`lab.learn.train.train_run`.
+metrics), exactly like :func:`lab.learn.training_run.train_run`.
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ import torch
 
 from lab.core.config import RunConfig
 from lab.data import load_for_config
+from lab.learn.devices import training_threads
 from lab.learn.runs import RunStore
-from lab.learn.train import EpochReport, Trainer, _Accumulator, augment_batch, training_threads
+from lab.learn.train import EpochReport, Trainer, _Accumulator, augment_batch
 
 # Fields the K configs may differ in: they only change the criterion, never the network, the
 # data, the batches or the initial weights.
@@ -260,7 +261,7 @@ def train_runs_batched(configs: Sequence[RunConfig], store=None, faceset=None,
                        on_start: Callable[[list, BatchedTrainer], None] | None = None,
                        **options):
     """Train ``configs`` together and save each as its own run (history, probes and weights at
-    every epoch, metrics at the end), like :func:`lab.learn.train.train_run`. ``on_report(k,
+    every epoch, metrics at the end), like :func:`lab.learn.training_run.train_run`. ``on_report(k,
     report)`` is called after model k's report is saved; returning False stops all of them. Returns
     (runs, batched_trainer)."""
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
+from lab.core import settings
+
 # Where the architecture list cannot be read: the oldest card the CUDA 13 wheels support.
 MIN_CAPABILITY = (7, 5)
 BF16_CAPABILITY = (8, 0)  # bf16 tensor cores (Ampere)
@@ -122,3 +124,28 @@ def precision_for(device: torch.device) -> str:
     index = device.index or 0
     return "bfloat16" if tuple(torch.cuda.get_device_capability(index)) >= BF16_CAPABILITY \
         else "float32"
+
+
+
+def training_threads() -> int:
+    """CPU threads for one training: METRIC_LAB_TORCH_THREADS, else half the cores (at least 1),
+    never more than torch is already set to.
+
+    Why not every core: these models are tiny, so two threads gain little even on an idle CPU,
+    while any other work on the machine (the app drawing figures, the browser, a second user)
+    makes OpenMP threads spin against each other: on the 2-core box one thread trained the
+    default lesson in 3 s where two took 24 s under load (`python -m lab bench dashboard`)."""
+    import os
+
+    configured = settings.torch_threads()
+    if configured:
+        return configured
+    return max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) // 2))
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"CUDA GPU ({torch.cuda.get_device_name(device)})"
+    if device.type == "mps":
+        return "Apple GPU (MPS)"
+    return f"CPU ({torch.get_num_threads()} threads)"

@@ -3,9 +3,9 @@ train at once.
 
 A classroom server has 30 students pressing Train at the same moment. Each job waits for a slot
 of the :class:`TrainingLimiter` (its place in the queue is shown), trains in its own thread
-through :func:`lab.learn.train.train_run` (so every epoch is saved to the run store as it comes),
-and hands its reports to the page that polls it. A page that stops polling (the browser tab was
-closed) stops sending heartbeats; the job then gives up its place or its slot.
+through :func:`lab.learn.training_run.train_run` (so every epoch is saved to the run store as it
+comes), and hands its reports to the page that polls it. A page that stops polling (the browser tab
+was closed) stops sending heartbeats; the job then gives up its place or its slot.
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ from lab.core import settings
 from lab.core.config import RunConfig
 from lab.learn.batched import batch_problem, prefer_batched, train_runs_batched
 from lab.learn.changes import apply_changes, check
+from lab.learn.devices import pick_device
 from lab.learn.memory import is_allocation_failure, release_device_memory
 from lab.learn.runs import RunStore
-from lab.learn.train import pick_device, train_run
+from lab.learn.training_run import train_run
 
 # A job nobody has looked at for this long is abandoned. Generous: on a busy 2-core server a
 # live page can miss its 1 s polls for over a minute (classroom load test, 10 sessions).
@@ -48,7 +49,7 @@ def default_slots(device: str | None = None) -> int:
 
 def _device_type(preference: str) -> str:
     """The device type a config's ``device`` field trains on here (see
-    lab.learn.train.pick_device)."""
+    lab.learn.devices.pick_device)."""
 
     return pick_device(preference).type
 
@@ -138,7 +139,7 @@ class TrainingJob:
     finished_at: float | None = None
     saved: bool = True  # False: the run store could not be written, the run lives in memory
     retry_note: str = ""  # set when the run was retried on a smaller batch
-    # the finished run (a lab.learn.runs.Run, or lab.learn.train.MemoryRun)
+    # the finished run (a lab.learn.runs.Run, or lab.learn.training_run.MemoryRun)
     run: object | None = None
 
     def __post_init__(self) -> None:

@@ -2,8 +2,8 @@
 
 A class server has one GPU and thirty sessions. What a finished training leaves behind must
 not sit on the device: a session keeps its reports (numpy), its run (on disk, or a
-:class:`lab.learn.train.MemoryRun` whose model is a CPU copy) and the labels of its probes (CPU
-tensors), never the trainer with its model, optimiser state and training images.
+:class:`lab.learn.training_run.MemoryRun` whose model is a CPU copy) and the labels of its probes
+(CPU tensors), never the trainer with its model, optimiser state and training images.
 
 Allocation failures come in more than one form. PyTorch's caching allocator raises
 ``torch.OutOfMemoryError`` (``torch.cuda.OutOfMemoryError`` on CUDA), but the libraries it calls

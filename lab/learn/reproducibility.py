@@ -49,7 +49,7 @@ def configure(device: torch.device) -> None:
     """Process-wide settings that make training on ``device`` deterministic (once per type).
 
     Nothing to do on the CPU: its kernels are deterministic for a fixed thread count (the
-    trainer fixes it, lab.learn.train.training_threads). ``warn_only``: an operation without a
+    trainer fixes it, lab.learn.devices.training_threads). ``warn_only``: an operation without a
     deterministic CUDA kernel warns instead of failing a student's run."""
     if device.type != "cuda":
         return

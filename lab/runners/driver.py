@@ -21,7 +21,8 @@ from typing import Any, Protocol
 from lab.core.config import RunConfig
 from lab.learn.jobs import TrainingJob
 from lab.learn.runs import RunStore
-from lab.learn.train import EpochReport, MemoryRun, _to_memory
+from lab.learn.train import EpochReport
+from lab.learn.training_run import MemoryRun, _to_memory
 from lab.runners.checkpoint import (
     Checkpoint,
     load_checkpoint,

@@ -19,7 +19,8 @@ import sys
 from lab.core import settings
 from lab.core.config import RunConfig
 from lab.learn.changes import apply_changes
-from lab.learn.train import Trainer, _add_health
+from lab.learn.train import Trainer
+from lab.learn.training_run import _add_health
 from lab.runners.checkpoint import restore, training_state
 
 # Datasets a worker can make itself (generated, or shipped inside a package): the app sends

@@ -28,7 +28,7 @@ import numpy as np
 
 from lab.core.config import RunConfig
 from lab.learn.runs import RunStore
-from lab.learn.train import train_run
+from lab.learn.training_run import train_run
 from lab.metric.geometry import check_conditions
 from lab.views.run_view import probe_history, verification_of
 
@@ -225,8 +225,8 @@ def with_seed(lesson: Lesson, seed: int | None) -> Lesson:
 def run_lesson(lesson: Lesson, store=None,
                on_variant: Callable[[int, VariantResult], None] | None = None,
                seed: int | None = None) -> LessonResult:
-    """Train every variant of ``lesson`` (with :func:`lab.learn.train.train_run`), measure it and
-    check the direction of the effect. ``store``: a :class:`lab.learn.runs.RunStore` to keep the
+    """Train every variant of ``lesson`` (with :func:`lab.learn.training_run.train_run`), measure it
+    and check the direction of the effect. ``store``: a :class:`lab.learn.runs.RunStore` to keep the
     runs in (a temporary one when None). ``on_variant(index, result)`` is called as each finishes.
     ``seed``: run every variant on this seed (weights and people, :func:`with_seed`)."""
     lesson = with_seed(lesson, seed)
