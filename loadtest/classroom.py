@@ -438,7 +438,7 @@ def bench_classroom(sessions: int = 30, slots: int = 2, hard_timeout: float = 12
     results = [s.result_s for s in people if s.result_s is not None]
     opened = [s.opened_s for s in people if s.opened_s is not None]
     done_runs = [i for i in infos if i.status == "done"]
-    from lab.bench import machine
+    from lab.bench.common import machine
 
     return {
         "bench": "classroom",

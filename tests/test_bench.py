@@ -39,8 +39,8 @@ def test_timing_helpers(monkeypatch):
     # The clock subtracts the start from the end of each counter, wall and CPU apart: fake
     # counters make the expected differences exact (no real time is asserted).
     wall, cpu = iter([10.0, 12.5]), iter([3.0, 3.25])
-    monkeypatch.setattr(bench.time, "perf_counter", lambda: next(wall))
-    monkeypatch.setattr(bench.time, "process_time", lambda: next(cpu))
+    monkeypatch.setattr(common.time, "perf_counter", lambda: next(wall))
+    monkeypatch.setattr(common.time, "process_time", lambda: next(cpu))
     with common.Clock() as clock:
         pass
     assert clock.wall == 2.5 and clock.cpu == 0.25

@@ -381,7 +381,7 @@ def test_image_grid_draws_the_borders_its_caption_describes() -> None:
 
 
 def test_lesson_variants_plot_shows_today_beside_the_spread():
-    from lab.viz.plots import lesson_variants_plot
+    from lab.viz.roc import lesson_variants_plot
 
     spread = {"a": {"mean": 0.1, "std": 0.02, "min": 0.07, "max": 0.13},
               "b": {"mean": 0.2, "std": 0.01, "min": 0.19, "max": 0.22}}

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from lab.core import settings
 from lab.core.config import RunConfig
 from lab.learn.runs import RunStore
 from lab.learn.training_run import train_run
@@ -44,7 +45,7 @@ BASE = RunConfig(dataset="synthetic", num_identities=40, images_per_identity=8, 
 # project's CPU and committed (lab.bench.lessons); the Lessons page shows it beside a live run.
 # lessons-cpu.json: seeds 0, 1, 2 (those of the slow test); lessons-cpu-seeds3-7.json: five more,
 # run after the presets were fixed, to see how far the claims carry. The page shows them merged.
-RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
+RESULTS = settings.REPO_ROOT / "benchmarks" / "results"
 SPREAD_FILE = RESULTS / "lessons-cpu.json"
 SPREAD_FILES = (SPREAD_FILE, RESULTS / "lessons-cpu-seeds3-7.json")
 
