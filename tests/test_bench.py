@@ -136,7 +136,9 @@ def test_verify_quick(tmp_path, att_dir):
     # the stages a verification goes through; the total spans each (laps of one clock, so in
     # every call total >= each stage, hence also their medians over the repeats)
     assert {"crop", "embed", "decide", "total"} <= set(timing)
-    assert all(timing["total"] >= v for k, v in timing.items() if k != "total")
+    # (process CPU seconds are not a lap: two threads can spend more than the wall time)
+    assert all(timing["total"] >= v for k, v in timing.items()
+               if k not in ("total", "cpu_seconds"))
 
 
 @pytest.mark.slow
