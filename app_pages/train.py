@@ -62,7 +62,7 @@ def widget(name: str, kind, label: str, **kwargs):
         kwargs.setdefault("min_value", spec.low if spec.kind == "float" else int(spec.low))
         kwargs.setdefault("max_value", spec.high if spec.kind == "float" else int(spec.high))
     elif kind is st.selectbox:
-        kwargs.setdefault("options", spec.choices)
+        kwargs.setdefault("options", list(spec.choices))
     kwargs.setdefault("disabled", challenge_ui.locked(name))
     return kind(label, key=f"cfg_{name}", help=kwargs.pop("help", None) or spec.help, **kwargs)
 

@@ -100,7 +100,7 @@ def _links() -> list[tuple[str, dict[str, str], int]]:
     ]
     choice_fields = [f for f in fields.FIELDS.values() if f.choices]
     for index in range(max(len(f.choices) for f in choice_fields)):
-        query = {f.name: f.choices[index % len(f.choices)] for f in choice_fields}
+        query = {f.name: list(f.choices)[index % len(f.choices)] for f in choice_fields}
         query["device"] = "cpu"
         links.append((f"choices {index}", query, 0))
     for loss in fields.LOSSES:
