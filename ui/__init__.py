@@ -7,7 +7,7 @@ import inspect
 
 import streamlit as st
 
-from lab.learn.runs import RunError, RunStore
+from lab.learn.runs import RunError, RunStore, default_root
 from lab.metric.loss_specs import LOSSES
 from lab.viz.export import figure_to_html, figure_to_png, png_export_problem
 from ui import icons
@@ -17,10 +17,16 @@ CONFIG_KEY = "train_config"
 PRESENTER_KEY = "presenter_mode"
 
 
-@st.cache_resource
 def run_store() -> RunStore:
-    """One RunStore per server process (its root comes from METRIC_LAB_RUNS or data/runs)."""
-    return RunStore()
+    """The run store of this server: one RunStore per root (METRIC_LAB_RUNS or data/runs), read
+    on every call, so a changed METRIC_LAB_RUNS is never answered from the old folder (a cache
+    keyed on nothing kept the first root for the life of the process)."""
+    return _store_at(str(default_root()))
+
+
+@st.cache_resource
+def _store_at(root: str) -> RunStore:
+    return RunStore(root)
 
 
 def current_job():
