@@ -63,8 +63,50 @@ def test_thread_policy(monkeypatch):
     assert threads_for(fast, cores=2, active=2, load=0.3) == 1  # two trainings: one each
     assert threads_for(fast, cores=8, active=2, load=0.3) == 4
     assert threads_for(base, cores=2, active=1, load=0.0) == 1
+    # Measured now (/proc/stat): the cores other processes leave free, rounded.
+    assert threads_for(fast, cores=2, active=1, busy=0.2) == 2
+    assert threads_for(fast, cores=2, active=1, busy=0.7) == 1
+    assert threads_for(fast, cores=8, active=1, busy=3.0) == 5
+    assert threads_for(fast, cores=2, active=2, busy=0.0) == 1
     monkeypatch.setenv("METRIC_LAB_TORCH_THREADS", "3")
     assert threads_for(fast, cores=2, active=1, load=0.0) == 3
+
+
+def test_busy_cores_count_other_processes_not_this_one():
+    """A process spinning on one core is seen as ~1 busy core; this process spinning is not
+    counted (its page drawing is no reason to train on fewer cores)."""
+    import multiprocessing
+    import time
+
+    from lab.learn.train_path import others_busy_cores
+
+    if others_busy_cores() is None:
+        pytest.skip("no /proc/stat on this system: the load average is used instead")
+    import threading
+
+    own = threading.Thread(target=_spin, args=(1.2,), daemon=True)
+    own.start()  # this process keeps a core busy while it samples
+    mine = min(others_busy_cores(window=0.3) for _ in range(3))
+    own.join()
+    ctx = multiprocessing.get_context("spawn")
+    spinner = ctx.Process(target=_spin, args=(3.0,), daemon=True)
+    spinner.start()
+    try:
+        time.sleep(1.0)  # the child imports and starts spinning
+        seen = max(others_busy_cores(window=0.3) for _ in range(3))
+    finally:
+        spinner.terminate()
+        spinner.join(5)
+    assert seen > 0.6, seen
+    assert mine < seen - 0.4, (mine, seen)
+
+
+def _spin(seconds: float) -> None:
+    import time
+
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
 
 
 def test_native_bf16_needs_the_flags():

@@ -108,16 +108,61 @@ def active_trainings() -> int:
     return _active
 
 
+def _cpu_ticks() -> tuple[int, int] | None:
+    """(busy, total) CPU ticks of the whole machine since boot, from Linux's /proc/stat; None
+    where there is no /proc/stat (macOS, Windows)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    # user nice system idle iowait irq softirq steal (guest time is inside user already)
+    if len(fields) < 5:
+        return None
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
+def others_busy_cores(window: float = 0.1, cores: int | None = None) -> float | None:
+    """How many cores other processes keep busy right now: the machine's non-idle share of CPU
+    time over ``window`` seconds (/proc/stat) times the cores, less what this process itself
+    used meanwhile (``time.process_time``, all its threads: the app drawing a page is not a
+    reason to train on fewer cores, and trainings of this process are counted by
+    :func:`active_trainings`). None where /proc/stat is absent.
+
+    Why not the 1-minute load average: it is an exponential average, so for about a minute
+    after a training ends it still counts that training. Measured on the 2-core box (this
+    project's benchmarks, 2026-12-02): a `bench accuracy` fold started 2 s after another saw a
+    load of 1.6, got one thread instead of two and trained 215 epochs in its 60 s where the
+    previous fold, started on an idle box, trained 302.
+    """
+    import time
+
+    cores = cores or os.cpu_count() or 1
+    before, own_before, clock = _cpu_ticks(), time.process_time(), time.perf_counter()
+    if before is None:
+        return None
+    time.sleep(window)
+    after, own, elapsed = _cpu_ticks(), time.process_time() - own_before, \
+        time.perf_counter() - clock
+    if after is None or after[1] <= before[1]:
+        return None
+    busy = (after[0] - before[0]) / (after[1] - before[1]) * cores
+    return max(0.0, busy - own / max(elapsed, 1e-9))
+
+
 def threads_for(path: TrainPath, cores: int | None = None, active: int | None = None,
-                load: float | None = None) -> int:
+                load: float | None = None, busy: float | None = None) -> int:
     """CPU threads for one training on ``path``.
 
     ``METRIC_LAB_TORCH_THREADS`` wins when set. Baseline: half the cores (lab.learn.train's
     ``training_threads``). Fast: the cores divided among the trainings running in this
-    process, and all of them only when the machine is otherwise idle (1-minute load average
-    below ``cores - 1 + 0.5`` before this training adds its own): OpenMP threads that find
-    their core taken spin and wait, so two threads on a busy 2-core box were 3-5x slower than
-    one (benchmarks/README.md), while one thread each for two trainings uses both cores.
+    process; a lone training takes the cores other processes leave free
+    (:func:`others_busy_cores`, rounded: on 2 cores, both while others use less than half a
+    core), or, where that cannot be measured, all of them only when the 1-minute load average
+    is below ``cores - 1 + 0.5``. OpenMP threads that find their core taken spin and wait, so
+    two threads on a busy 2-core box were 3-5x slower than one (benchmarks/README.md), while
+    one thread each for two trainings uses both cores.
     """
     configured = settings.torch_threads()
     if configured:
@@ -126,16 +171,20 @@ def threads_for(path: TrainPath, cores: int | None = None, active: int | None = 
     if not path.alone_threads:
         return max(1, min(torch.get_num_threads(), cores // 2))
     active = max(1, active_trainings() if active is None else active)
+    if active > 1:
+        return max(1, cores // active)
+    if busy is None and load is None:
+        busy = others_busy_cores(cores=cores)
+    if busy is not None:
+        return max(1, min(cores, int(cores - busy + 0.5)))
     if load is None:
         try:
             load = os.getloadavg()[0]
         except OSError:
             load = 0.0
-    # This training's own process is counted in the load once it runs; before it starts,
-    # anything above ~one busy core means someone else is computing.
-    if active == 1 and load < cores - 0.5:
-        return cores
-    return max(1, cores // max(active, 2))
+    # The load average counts this process's own work of the last minute too; anything above
+    # ~one busy core means someone else is computing.
+    return cores if load < cores - 0.5 else max(1, cores // 2)
 
 
 def augment_batch_grid(images: torch.Tensor, generator: torch.Generator,
