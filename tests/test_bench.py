@@ -165,7 +165,7 @@ def test_the_lab_library_knows_nothing_of_streamlit():
 
 
 def test_train_quick_old_and_new_path(tmp_path):
-    result = run_bench(tmp_path, "train", "--quick", "--profile-steps", "2")
+    result = run_bench(tmp_path, "train", "--quick", "--profile-steps", "2", "--bf16")
     assert len(result["rows"]) == 2
     for row in result["rows"]:
         assert set(row["paths"]) == {"old", "new"}
@@ -174,6 +174,8 @@ def test_train_quick_old_and_new_path(tmp_path):
         for path in row["paths"].values():
             assert path["images_per_s"] > 0 and path["fraction_of_matmul_peak"] > 0
         assert set(row["profile"]["new"]["ms_per_step"]) == set(bench_train.CATEGORIES)
+        assert row["bf16"]["float32"]["cpu_ms_per_step"] > 0
+        assert row["bf16"]["bfloat16"]["cpu_ms_per_step"] > 0
     assert all(peak["matmul_gflops"] > 0 for peak in result["peaks"].values())
 
 

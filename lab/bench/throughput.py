@@ -163,16 +163,35 @@ def interleaved(configs: dict[str, RunConfig], faceset, epochs: int,
     return out
 
 
+def _one_batch(config: RunConfig, faceset, threads: int):
+    """A trainer on ``threads`` and one of its P x K batches (images, labels)."""
+    torch.set_num_threads(threads)
+    trainer = Trainer(config, faceset, probes=False, evaluate=False)
+    index = next(iter(trainer._sampler(1)))
+    return trainer, trainer.train_images[index], trainer.train_labels[index]
+
+
+def _interleaved_steps(step, names: tuple[str, ...], steps: int, rounds: int) -> dict:
+    """Median CPU and wall ms per ``step(name)``, the names taking turns round by round."""
+    times: dict[str, dict[str, list[float]]] = {n: {"cpu": [], "wall": []} for n in names}
+    for _ in range(rounds):
+        for name in names:
+            step(name)
+            wall, cpu = time.perf_counter(), time.process_time()
+            for _ in range(steps):
+                step(name)
+            times[name]["wall"].append((time.perf_counter() - wall) / steps * 1e3)
+            times[name]["cpu"].append((time.process_time() - cpu) / steps * 1e3)
+    return {name: {"cpu_ms_per_step": median(t["cpu"]), "wall_ms_per_step": median(t["wall"])}
+            for name, t in times.items()}
+
+
 def compile_trial(config: RunConfig, faceset, steps: int, rounds: int, threads: int) -> dict:
     """torch.compile (inductor) of the model against eager, one P x K batch, same threads:
     seconds to compile (first two steps) and medians of CPU/wall ms per step, interleaved."""
     import copy
 
-
-    torch.set_num_threads(threads)
-    trainer = Trainer(config, faceset, probes=False, evaluate=False)
-    index = next(iter(trainer._sampler(1)))
-    images, labels = trainer.train_images[index], trainer.train_labels[index]
+    trainer, images, labels = _one_batch(config, faceset, threads)
     eager = trainer.model
     compiled = torch.compile(copy.deepcopy(eager))
     optimisers = {name: torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -189,18 +208,33 @@ def compile_trial(config: RunConfig, faceset, steps: int, rounds: int, threads: 
     step("compiled")
     step("compiled")
     compile_s = time.perf_counter() - wall
-    times: dict[str, dict[str, list[float]]] = {n: {"cpu": [], "wall": []} for n in models}
-    for _ in range(rounds):
-        for name in models:
-            step(name)
-            wall, cpu = time.perf_counter(), time.process_time()
-            for _ in range(steps):
-                step(name)
-            times[name]["wall"].append((time.perf_counter() - wall) / steps * 1e3)
-            times[name]["cpu"].append((time.process_time() - cpu) / steps * 1e3)
-    return {"compile_s": round(compile_s, 2), "threads": threads, **{
-        name: {"cpu_ms_per_step": median(t["cpu"]), "wall_ms_per_step": median(t["wall"])}
-        for name, t in times.items()}}
+    return {"compile_s": round(compile_s, 2), "threads": threads,
+            **_interleaved_steps(step, ("eager", "compiled"), steps, rounds)}
+
+
+def bf16_trial(config: RunConfig, faceset, steps: int, rounds: int, threads: int) -> dict:
+    """The forward pass under CPU bfloat16 autocast against float32 (the loss in float32 both
+    times), one P x K batch, same threads, interleaved: what bf16 would buy on this CPU. The
+    trainer keeps float32 on the CPU; this measures whether that is right here. Where the CPU
+    has no native bf16 (lab.learn.train_path.native_bf16) torch emulates it, and the trial
+    says so beside the figures."""
+    import copy
+
+    trainer, images, labels = _one_batch(config, faceset, threads)
+    models = {"float32": trainer.model, "bfloat16": copy.deepcopy(trainer.model)}
+    optimisers = {name: torch.optim.Adam(model.parameters(), lr=config.lr)
+                  for name, model in models.items()}
+
+    def step(name: str) -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=name == "bfloat16"):
+            embeddings = models[name](images)
+        output = trainer.criterion(embeddings.float(), labels, generator=trainer.generator)
+        optimisers[name].zero_grad(set_to_none=True)
+        output.loss.backward()
+        optimisers[name].step()
+
+    return {"threads": threads, "native_bf16": native_bf16(cpu_flags()),
+            **_interleaved_steps(step, ("float32", "bfloat16"), steps, rounds)}
 
 
 CATEGORIES = ("convolution", "batch norm", "other layers", "mining + loss", "optimiser",
@@ -313,6 +347,9 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compile", action="store_true",
                         help="also time torch.compile (inductor) of the model against eager "
                              "(compilation takes about a minute on 2 cores)")
+    parser.add_argument("--bf16", action="store_true",
+                        help="also time the forward pass under CPU bfloat16 autocast against "
+                             "float32 (interleaved, same threads)")
     parser.add_argument("--threads", type=int, default=None, help=argparse.SUPPRESS)
 
 
@@ -358,12 +395,14 @@ def train(args: argparse.Namespace) -> dict:
                         "new": profile_steps(configs["new"], faceset, steps, new_threads)}
         compiled = (compile_trial(configs["old"], faceset, 2 if args.quick else 5,
                                   1 if args.quick else 3, old_threads) if args.compile else None)
+        bf16 = (bf16_trial(configs["new"], faceset, 2 if args.quick else 10,
+                           1 if args.quick else 5, new_threads) if args.bf16 else None)
         old, new = speed["old"], speed["new"]
         row = {"case": label, "network": config.network, "loss": config.loss,
                "image_size": config.image_size, "dataset": config.dataset,
                "augment": config.augment, "batch": config.p_identities * config.k_images,
                "flops_per_step": flops, "gflops_per_step": round(flops / 1e9, 3),
-               "paths": speed, "profile": profiles, "compile": compiled,
+               "paths": speed, "profile": profiles, "compile": compiled, "bf16": bf16,
                "speedup_images_per_s": round(new["images_per_s"] / old["images_per_s"], 3)
                if old["images_per_s"] else None,
                "speedup_cpu_per_step": round(old["cpu_s_per_step"] / new["cpu_s_per_step"], 3)
