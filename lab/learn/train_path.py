@@ -16,8 +16,10 @@ how the same step is computed. Two named paths:
 Levers measured and not kept (figures in benchmarks/README.md): ``torch.compile`` of the model
 (inductor on CPU: ~55 s of compilation per process on the 2-core box and no faster per step:
 its convolutions are the same oneDNN calls, and batch norm/ReLU were not faster fused);
-bf16 autocast (only where the CPU has native bf16 arithmetic, :func:`native_bf16`; the AMD EPYC
-of this project has AVX2 and no AVX-512/AMX, so float32 stays).
+bf16 autocast on the CPU: slower even where bf16 is native (``bench train --bf16`` on an Intel
+Xeon with AVX-512 BF16 and no AMX: 58.0 -> 73.5 CPU ms a step on the default lesson, 44.6 ->
+53.8 at 48 px), and emulated where it is not (:func:`native_bf16`: the AMD EPYC
+of earlier sittings has AVX2 only), so float32 stays.
 
 ``config.extra["train_path"]`` picks a path (``"fast"`` or ``"baseline"``), or a comma list of
 levers on top of the baseline (``"batch_augment,fused_optimizer"``) for the bench; every report
