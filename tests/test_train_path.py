@@ -76,14 +76,13 @@ def test_busy_cores_count_other_processes_not_this_one():
     """A process spinning on one core is seen as ~1 busy core; this process spinning is not
     counted (its page drawing is no reason to train on fewer cores)."""
     import multiprocessing
+    import threading
     import time
 
     from lab.learn.train_path import others_busy_cores
 
     if others_busy_cores() is None:
         pytest.skip("no /proc/stat on this system: the load average is used instead")
-    import threading
-
     own = threading.Thread(target=_spin, args=(1.2,), daemon=True)
     own.start()  # this process keeps a core busy while it samples
     mine = min(others_busy_cores(window=0.3) for _ in range(3))

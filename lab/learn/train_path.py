@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -134,12 +135,11 @@ def others_busy_cores(window: float = 0.1, cores: int | None = None) -> float | 
 
     Why not the 1-minute load average: it is an exponential average, so for about a minute
     after a training ends it still counts that training. Measured on the 2-core box (this
-    project's benchmarks, 2026-12-02): a `bench accuracy` fold started 2 s after another saw a
-    load of 1.6, got one thread instead of two and trained 215 epochs in its 60 s where the
-    previous fold, started on an idle box, trained 302.
+    project's benchmarks, 2026-12-02): a `bench accuracy` run started 2 s after another saw a
+    load of 1.6, got one thread instead of two and trained 215 epochs in its 60 s where the same
+    fold, started on an idle box, trained 302; inside one 4-fold bench, the folds that followed
+    another within the minute trained 231 and 219 epochs, the others 287 and 337.
     """
-    import time
-
     cores = cores or os.cpu_count() or 1
     before, own_before, clock = _cpu_ticks(), time.process_time(), time.perf_counter()
     if before is None:
