@@ -284,7 +284,8 @@ if show_controls:
     if not infos:
         st.caption("No saved runs yet: each training is saved here as it goes.")
     else:
-        rows = runs_table(infos)
+        rows = runs_table(infos, live={job.run_id: job.status}
+                          if job is not None and job.active and job.run_id else None)
         ui.table(rows, hide_index=True, width="stretch",
                  column_order=("name", "status", "dataset", "loss", "margin", "energy",
                                "epochs", "EER %", "AUC", "rank-1 %", "train s", "message"))

@@ -94,6 +94,8 @@ def test_the_train_page_changes_the_learning_rate_of_a_paused_run(run_root):
     at.session_state["training_job"] = job
     at.run()
     assert not at.exception, [e.value for e in at.exception]
+    statuses = [list(d.value["status"]) for d in at.dataframe if "status" in d.value]
+    assert ["paused"] in statuses, statuses  # the Saved runs table, not the store's "running"
     at.select_slider(key="change_lr").set_value(0.01)
     next(b for b in at.button if b.label == "Apply when the run goes on").click()
     at.run()

@@ -42,6 +42,17 @@ def test_two_runs_of_one_name_get_labels_that_tell_them_apart():
     assert len(set(run_labels(infos).values())) == 3
 
 
+def test_the_runs_table_says_paused_for_the_run_a_paused_job_holds():
+    from lab.learn.runs import RunInfo
+    from lab.views.run_view import runs_table
+
+    infos = [RunInfo(id=f"20260101-00000{k}-abc00{k}", name=f"run {k}", status="running",
+                     path=Path(".")) for k in range(2)]
+    rows = runs_table(infos, live={infos[0].id: "paused"})
+    assert [r["status"] for r in rows] == ["paused", "running"]
+    assert [r["status"] for r in runs_table(infos)] == ["running", "running"]
+
+
 def test_default_names_carry_the_loss_the_margin_and_the_time():
     from lab.core.config import RunConfig
     from lab.learn.runs import default_name

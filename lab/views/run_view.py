@@ -132,9 +132,12 @@ def _unique(labels: dict[str, str]) -> dict[str, str]:
             for run_id, label in labels.items()}
 
 
-def runs_table(infos) -> list[dict]:
-    """One row per run for the runs table and the comparison table."""
+def runs_table(infos, live: dict[str, str] | None = None) -> list[dict]:
+    """One row per run for the runs table and the comparison table. ``live`` maps a run id to
+    the status of the job training it now (a paused job's run is "running" in the store, which
+    only the training loop writes; the table says "paused", as the Train page does)."""
     rows = []
+    live = live or {}
     names = run_names(infos)
     for info in infos:
         config, test = info.config, (info.metrics or {}).get("test", {})
@@ -142,7 +145,7 @@ def runs_table(infos) -> list[dict]:
         rows.append({
             "id": info.id,
             "name": names[info.id],
-            "status": info.status,
+            "status": live.get(info.id, info.status),
             "dataset": config.dataset if config else "?",
             "loss": config.loss if config else "?",
             "margin": config.margin if config else None,
