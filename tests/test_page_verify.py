@@ -87,7 +87,7 @@ def _use_store(root: Path, monkeypatch) -> None:
     import ui
 
     monkeypatch.setenv("METRIC_LAB_RUNS", str(root))
-    ui.run_store.clear()  # cached per process: make it read this store
+    assert ui.run_store().root == root  # one store per root: no cache to clear
 
 
 @pytest.fixture
