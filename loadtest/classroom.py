@@ -38,6 +38,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import shutil
 import socket
 import statistics
@@ -174,7 +175,7 @@ class Session:
         self.error: str | None = None
         self.presenter = False
         self.busy = False  # a latency probe is using this page
-        self.last_page = ""  # what a failed session's page last showed (protocol client)
+        self.last_page = ""  # what a failed session's page last showed
         self.clicks = 0  # Run presses (more than 1: the page showed nothing after a press)
 
 
@@ -220,8 +221,21 @@ async def _student(session: Session, browser, url: str, t0: float, timeout_ms: f
         await _wait_app(page, timeout_ms)
 
     async def run_to_result() -> None:
-        await session.page.get_by_role("button", name=RUN_LABEL).click()
-        await session.page.get_by_text(RESULT_TEXT).first.wait_for(timeout=timeout_ms)
+        from playwright.async_api import TimeoutError as PlaywrightTimeout
+
+        page = session.page
+        taken = page.get_by_text(re.compile("|".join(map(re.escape, RUN_TAKEN_TEXTS)))).first
+        started = time.monotonic()
+        while True:  # like a person (and the protocol student): nothing happened, press again
+            await page.get_by_role("button", name=RUN_LABEL).click()
+            session.clicks += 1
+            try:
+                await taken.wait_for(timeout=CLICK_PATIENCE_S * 1000)
+                break
+            except PlaywrightTimeout:
+                if session.clicks >= 3 or time.monotonic() - started > timeout_ms / 1000:
+                    raise
+        await page.get_by_text(RESULT_TEXT).first.wait_for(timeout=timeout_ms)
 
     await _play(session, t0, open_page, run_to_result)
 
@@ -366,6 +380,11 @@ async def _drive(url: str, sessions: list[Session], latencies: list[dict], t0: f
                              lambda s, stagger: _student(s, browser, url, t0, timeout_ms, stagger,
                                                          query),
                              ramp)
+            for session in sessions:  # what a failed student's page last showed
+                if session.state != "done" and session.page is not None:
+                    with contextlib.suppress(Exception):
+                        text = await session.page.inner_text("body", timeout=5000)
+                        session.last_page = text[-2000:]
         finally:
             await browser.close()
 
