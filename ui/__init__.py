@@ -7,7 +7,7 @@ import inspect
 
 import streamlit as st
 
-from lab.learn.runs import RunError, RunStore, default_root
+from lab.learn.runs import RunError, RunStore
 from lab.metric.loss_specs import LOSSES
 from lab.viz.export import figure_to_html, figure_to_png, png_export_problem
 from ui import icons
@@ -18,15 +18,10 @@ PRESENTER_KEY = "presenter_mode"
 
 
 def run_store() -> RunStore:
-    """The run store of this server: one RunStore per root (METRIC_LAB_RUNS or data/runs), read
-    on every call, so a changed METRIC_LAB_RUNS is never answered from the old folder (a cache
-    keyed on nothing kept the first root for the life of the process)."""
-    return _store_at(str(default_root()))
-
-
-@st.cache_resource
-def _store_at(root: str) -> RunStore:
-    return RunStore(root)
+    """The run store of this server (METRIC_LAB_RUNS or data/runs), read on every call. A
+    RunStore is only its folder (the locks are files), so there is nothing to cache: a cache
+    keyed on nothing kept the first folder for the life of the process."""
+    return RunStore()
 
 
 def current_job():

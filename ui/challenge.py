@@ -18,9 +18,9 @@ TEACHER_KEPT = "challenge_teacher_kept"
 TOKEN_KEY = "challenge_student_token"
 
 
-@st.cache_resource
 def challenge_store() -> ch.ChallengeStore:
-    """One store per server process, beside the run store."""
+    """The class challenges beside the run store (METRIC_LAB_CHALLENGES), read on every call
+    like ``ui.run_store``: a store is only its folder, its locks are files."""
     return ch.ChallengeStore(ch.default_root(ui.run_store().root))
 
 
