@@ -208,6 +208,23 @@ async def _play(session: Session, t0: float, open_page: Callable[[], Awaitable[N
         session.error = _describe(error)
 
 
+async def _press_until_taken(session: Session, press: Callable[[], Awaitable[Awaitable[Any]]],
+                             timeout_s: float, patience_error: type[BaseException]) -> None:
+    """Press Run like a person, whatever the client: when the page shows nothing of the run
+    within ``CLICK_PATIENCE_S`` (``press`` clicks and returns that wait), press again, at most
+    3 times and within ``timeout_s``. The presses are counted in ``session.clicks``."""
+    started = time.monotonic()
+    while True:
+        shown = await press()
+        session.clicks += 1
+        try:
+            await shown
+            return
+        except patience_error:
+            if session.clicks >= 3 or time.monotonic() - started > timeout_s:
+                raise
+
+
 async def _student(session: Session, browser, url: str, t0: float, timeout_ms: float,
                    stagger: float, query: str) -> None:
     await asyncio.sleep(stagger)
@@ -225,16 +242,12 @@ async def _student(session: Session, browser, url: str, t0: float, timeout_ms: f
 
         page = session.page
         taken = page.get_by_text(re.compile("|".join(map(re.escape, RUN_TAKEN_TEXTS)))).first
-        started = time.monotonic()
-        while True:  # like a person (and the protocol student): nothing happened, press again
+
+        async def press() -> Awaitable[Any]:
             await page.get_by_role("button", name=RUN_LABEL).click()
-            session.clicks += 1
-            try:
-                await taken.wait_for(timeout=CLICK_PATIENCE_S * 1000)
-                break
-            except PlaywrightTimeout:
-                if session.clicks >= 3 or time.monotonic() - started > timeout_ms / 1000:
-                    raise
+            return taken.wait_for(timeout=CLICK_PATIENCE_S * 1000)
+
+        await _press_until_taken(session, press, timeout_ms / 1000, PlaywrightTimeout)
         await page.get_by_text(RESULT_TEXT).first.wait_for(timeout=timeout_ms)
 
     await _play(session, t0, open_page, run_to_result)
@@ -271,17 +284,12 @@ async def _protocol_student(session: Session, url: str, t0: float, timeout: floa
         await client.wait_for_run(0, timeout)
 
     async def run_to_result() -> None:
-        started = time.monotonic()
-        while True:  # like a person: nothing happened after a while, press Run again
+        async def press() -> Awaitable[Any]:
             since = len(client.seen)
             await client.click(RUN_LABEL)
-            session.clicks += 1
-            try:
-                await client.wait_for_any(list(RUN_TAKEN_TEXTS), CLICK_PATIENCE_S, since)
-                break
-            except TimeoutError:
-                if session.clicks >= 3 or time.monotonic() - started > timeout:
-                    raise
+            return client.wait_for_any(list(RUN_TAKEN_TEXTS), CLICK_PATIENCE_S, since)
+
+        await _press_until_taken(session, press, timeout, TimeoutError)
         await client.wait_for_text(RESULT_TEXT, timeout)
 
     await _play(session, t0, open_page, run_to_result)
